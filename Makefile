@@ -1,0 +1,48 @@
+# pocket — developer and demo entry points. Every target creates .venv when it is missing.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+POCKET := $(VENV)/bin/pocket
+STAMP  := $(VENV)/.pocket-installed
+DEMO_DATA := .cache/synthetic-demo
+
+.PHONY: venv demo test test-slow lint format bench-data clean
+
+venv: $(STAMP)
+
+# torch goes in first and alone, pinned to the CPU build, so no later resolution can pull a CUDA
+# build; the check afterwards fails the install if any CUDA package slipped in anyway.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip check
+	@if $(PY) -m pip list 2>/dev/null | grep -iE '^nvidia-|^triton ' ; then \
+		echo "error: a CUDA package was installed next to the CPU torch build (see above)"; exit 1; fi
+	$(PY) -c "import torch; v = torch.__version__; assert v.startswith('2.13.0'), v; print('torch', v)"
+	touch $(STAMP)
+
+demo: venv
+	$(POCKET) data synth $(DEMO_DATA) --train 64 --val 300 --seed 0 --force
+	$(POCKET) eval --data $(DEMO_DATA) --split val --ground-truth --json exported/ground-truth-eval.json
+
+test: venv lint
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: venv
+	$(PY) -m pytest -m slow -q
+
+lint: venv
+	$(VENV)/bin/ruff check compress tests benchmarks
+	$(VENV)/bin/ruff format --check compress tests benchmarks
+
+format: venv
+	$(VENV)/bin/ruff check --fix compress tests benchmarks
+	$(VENV)/bin/ruff format compress tests benchmarks
+
+bench-data: venv
+	$(PY) benchmarks/data_speed.py
+
+clean:
+	rm -rf .cache .pytest_cache .ruff_cache
