@@ -1,0 +1,269 @@
+"""Top-down person samples from any COCO keypoint folder, synthetic or real.
+
+One sample is one annotated person: the image crop around its box (expanded to the network's
+aspect ratio and padded), Gaussian heatmap targets with per-joint weights, and the matrix that
+maps crop coordinates back to the image, so predictions can be scored in image space.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from pycocotools.coco import COCO
+
+from compress.data.targets import encode_heatmaps
+from compress.data.transforms import (
+    CropBox,
+    apply_matrix,
+    box_from_bbox,
+    crop_matrix,
+    flip_keypoints_order,
+    warp_image,
+)
+from compress.errors import DataError
+from compress.pose.spec import PoseSpec
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Train-time augmentation; the defaults follow common top-down practice (MMPose, HRNet)."""
+
+    flip_probability: float = 0.5
+    scale_range: tuple[float, float] = (0.75, 1.25)
+    rotation_degrees: float = 30.0
+    rotation_probability: float = 0.6
+    half_body_probability: float = 0.3
+    half_body_min_joints: int = 8
+    color_jitter: float = 0.3  # brightness, contrast and saturation factors in 1 +- this
+
+
+@dataclass(frozen=True)
+class PersonSample:
+    image_path: Path
+    image_id: int
+    annotation_id: int
+    bbox: tuple[float, float, float, float]
+    keypoints: np.ndarray  # (K, 3): x, y, visibility
+
+
+@dataclass(frozen=True)
+class CocoSplit:
+    annotation_file: Path
+    image_dir: Path
+
+
+def locate_split(root: Path, split: str) -> CocoSplit:
+    """Find a split's annotation file and image folder under a COCO-style root.
+
+    Accepts pocket's layout (``images/<split>/``) and COCO's own (``<split>/`` or
+    ``images/<split>/`` next to ``annotations/person_keypoints_<split>.json``).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder not found")
+    annotation = root / "annotations" / f"person_keypoints_{split}.json"
+    if not annotation.is_file():
+        found = sorted(p.name for p in (root / "annotations").glob("person_keypoints_*.json"))
+        hint = f"; found {found}" if found else ""
+        raise DataError(f"{annotation}: annotation file for split {split!r} not found{hint}")
+    for candidate in (root / "images" / split, root / split):
+        if candidate.is_dir():
+            return CocoSplit(annotation, candidate)
+    raise DataError(
+        f"{root}: no image folder for split {split!r} (looked for images/{split}/ and {split}/)"
+    )
+
+
+def load_coco(annotation_file: Path) -> COCO:
+    """Load an annotation file with pycocotools, turning its failures into DataError."""
+    try:
+        data = json.loads(Path(annotation_file).read_text())
+    except OSError as exc:
+        raise DataError(f"{annotation_file}: cannot read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{annotation_file}: not valid JSON (line {exc.lineno}: {exc.msg})"
+        ) from None
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data, dict) or not isinstance(data.get(key), list):
+            raise DataError(f"{annotation_file}: missing the COCO list {key!r}")
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+class CocoPoseDataset(torch.utils.data.Dataset):
+    """Person crops of one COCO split, for training (``augment``) or evaluation (no augment)."""
+
+    def __init__(
+        self,
+        split: CocoSplit,
+        spec: PoseSpec,
+        augment: AugmentConfig | None = None,
+        padding: float = 1.25,
+        seed: int = 0,
+    ) -> None:
+        self.split = split
+        self.spec = spec
+        self.augment = augment
+        self.padding = padding
+        self.seed = seed
+        self.epoch = 0
+        self.coco = load_coco(split.annotation_file)
+        self.samples = self._collect()
+
+    @classmethod
+    def from_folder(cls, root: Path, split: str, spec: PoseSpec, **kwargs) -> CocoPoseDataset:
+        return cls(locate_split(root, split), spec, **kwargs)
+
+    def _collect(self) -> list[PersonSample]:
+        source = self.split.annotation_file
+        k = self.spec.num_keypoints
+        for cat in self.coco.dataset["categories"]:
+            names = cat.get("keypoints")
+            if names is not None and len(names) != k:
+                raise DataError(
+                    f"{source}: category {cat.get('name')!r} has {len(names)} keypoints, "
+                    f"the pose spec {self.spec.name!r} has {k}"
+                )
+        samples = []
+        for ann in self.coco.dataset["annotations"]:
+            if ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) <= 0:
+                continue
+            kps = ann.get("keypoints")
+            if not isinstance(kps, list) or len(kps) != 3 * k:
+                got = len(kps) if isinstance(kps, list) else type(kps).__name__
+                raise DataError(
+                    f"{source}: annotation {ann.get('id')}: "
+                    f"expected {3 * k} keypoint values, got {got}"
+                )
+            x, y, w, h = ann["bbox"]
+            if w <= 0 or h <= 0:
+                continue
+            image = self.coco.imgs.get(ann["image_id"])
+            if image is None:
+                raise DataError(
+                    f"{source}: annotation {ann['id']} names unknown image {ann['image_id']}"
+                )
+            samples.append(
+                PersonSample(
+                    image_path=self.split.image_dir / image["file_name"],
+                    image_id=int(ann["image_id"]),
+                    annotation_id=int(ann["id"]),
+                    bbox=(float(x), float(y), float(w), float(h)),
+                    keypoints=np.asarray(kps, dtype=np.float64).reshape(k, 3),
+                )
+            )
+        return samples
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the augmentation stream (a different draw per epoch, reproducible)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load_image(self, sample: PersonSample) -> Image.Image:
+        try:
+            with Image.open(sample.image_path) as im:
+                return im.convert("RGB")
+        except FileNotFoundError:
+            raise DataError(f"{sample.image_path}: image file not found") from None
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"{sample.image_path}: cannot decode image ({exc})") from None
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.samples[index]
+        spec = self.spec
+        height, width = spec.input_size
+        box = box_from_bbox(sample.bbox, width / height, self.padding)
+        keypoints = sample.keypoints[:, :2]
+        visibility = sample.keypoints[:, 2].copy()
+        flip = False
+        rng = None
+        if self.augment is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            box, flip = self._random_box(rng, box, sample.keypoints)
+
+        matrix = crop_matrix(box, (width, height), flip=flip)
+        crop = np.asarray(warp_image(self.load_image(sample), matrix, (width, height)), np.float32)
+        if rng is not None and self.augment.color_jitter > 0:
+            crop = _color_jitter(rng, crop, self.augment.color_jitter)
+
+        crop_points = apply_matrix(matrix, keypoints)
+        if flip:
+            crop_points = flip_keypoints_order(crop_points, spec.flip_permutation)
+            visibility = visibility[list(spec.flip_permutation)]
+        heatmaps, weights = encode_heatmaps(
+            crop_points / spec.heatmap_stride, visibility, spec.heatmap_size, spec.heatmap_sigma
+        )
+        norm = spec.normalization
+        if norm.color_order == "BGR":
+            crop = crop[..., ::-1]
+        image = (crop - np.asarray(norm.mean, np.float32)) / np.asarray(norm.std, np.float32)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "heatmaps": torch.from_numpy(heatmaps),
+            "weights": torch.from_numpy(weights),
+            "crop_to_image": torch.from_numpy(np.linalg.inv(matrix)),
+            "keypoints": torch.from_numpy(sample.keypoints),
+            "bbox": torch.tensor(sample.bbox, dtype=torch.float64),
+            "image_id": sample.image_id,
+            "annotation_id": sample.annotation_id,
+        }
+
+    def _random_box(
+        self, rng: np.random.Generator, box: CropBox, keypoints: np.ndarray
+    ) -> tuple[CropBox, bool]:
+        aug = self.augment
+        spec = self.spec
+        height, width = spec.input_size
+        labelled = keypoints[:, 2] > 0
+        if (
+            spec.upper_body
+            and labelled.sum() > aug.half_body_min_joints
+            and rng.random() < aug.half_body_probability
+        ):
+            upper = np.zeros(len(labelled), bool)
+            upper[list(spec.upper_body_indices)] = True
+            part = upper if rng.random() < 0.5 else ~upper
+            chosen = keypoints[labelled & part, :2]
+            if len(chosen) < 2:
+                chosen = keypoints[labelled & ~part, :2]
+            if len(chosen) >= 2:
+                lo, hi = chosen.min(axis=0), chosen.max(axis=0)
+                bbox = (lo[0], lo[1], max(hi[0] - lo[0], 1.0), max(hi[1] - lo[1], 1.0))
+                box = box_from_bbox(bbox, width / height, padding=1.5)
+        scale = rng.uniform(*aug.scale_range)
+        rotation = 0.0
+        if rng.random() < aug.rotation_probability:
+            rotation = float(
+                np.clip(
+                    rng.normal(0, aug.rotation_degrees / 2),
+                    -aug.rotation_degrees,
+                    aug.rotation_degrees,
+                )
+            )
+        flip = bool(rng.random() < aug.flip_probability)
+        return CropBox(box.center, (box.size[0] * scale, box.size[1] * scale), rotation), flip
+
+
+def _color_jitter(rng: np.random.Generator, crop: np.ndarray, strength: float) -> np.ndarray:
+    # Python floats: numpy float64 scalars would promote the float32 crop to float64.
+    brightness, contrast, saturation = (
+        float(v) for v in rng.uniform(1 - strength, 1 + strength, size=3)
+    )
+    out = crop * brightness
+    out = (out - out.mean()) * contrast + out.mean()
+    grey = out.mean(axis=-1, keepdims=True)
+    out = (out - grey) * saturation + grey
+    return np.clip(out, 0, 255).astype(np.float32, copy=False)

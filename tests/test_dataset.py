@@ -1,0 +1,182 @@
+"""The COCO reader: crops, augmentation, targets, and evaluation through them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from compress.data.coco import AugmentConfig, CocoPoseDataset, locate_split
+from compress.errors import DataError
+from compress.pose.decode import decode_heatmaps
+from compress.pose.metrics import evaluate, evaluate_ground_truth
+from compress.pose.spec import PoseSpec
+
+FLIP_ONLY = AugmentConfig(
+    flip_probability=1.0,
+    scale_range=(1.0, 1.0),
+    rotation_probability=0.0,
+    half_body_probability=0.0,
+    color_jitter=0.0,
+)
+
+
+def _one_person_folder(tmp_path: Path, spec: PoseSpec, keypoints: np.ndarray) -> Path:
+    root = tmp_path / "one"
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    Image.new("RGB", (200, 200), (90, 90, 90)).save(root / "images" / "val" / "1.jpg")
+    ann = {
+        "id": 1,
+        "image_id": 1,
+        "category_id": 1,
+        "iscrowd": 0,
+        "bbox": [40.0, 20.0, 120.0, 160.0],
+        "area": 12000.0,
+        "num_keypoints": int((keypoints[:, 2] > 0).sum()),
+        "keypoints": [float(v) for v in keypoints.reshape(-1)],
+    }
+    data = {
+        "images": [{"id": 1, "file_name": "1.jpg", "width": 200, "height": 200}],
+        "annotations": [ann],
+        "categories": [spec.to_coco_category()],
+    }
+    (root / "annotations" / "person_keypoints_val.json").write_text(json.dumps(data))
+    return root
+
+
+@pytest.mark.parametrize("pair", range(8))
+def test_flip_keeps_each_flip_pair_right(tmp_path: Path, spec: PoseSpec, pair: int) -> None:
+    left, right = spec.flip_pairs[pair]
+    il, ir = spec.index(left), spec.index(right)
+    kps = np.zeros((17, 3))
+    kps[il] = (70.0, 60.0, 2)  # the left joint on the image's left, higher
+    kps[ir] = (130.0, 140.0, 2)
+    root = _one_person_folder(tmp_path, spec, kps)
+    plain = CocoPoseDataset.from_folder(root, "val", spec)[0]
+    flipped = CocoPoseDataset.from_folder(root, "val", spec, augment=FLIP_ONLY)[0]
+    coords_plain, _ = decode_heatmaps(plain["heatmaps"].numpy()[None])
+    coords_flip, _ = decode_heatmaps(flipped["heatmaps"].numpy()[None])
+    width = spec.heatmap_size[1]
+    # After a mirror, the channel named `right` holds the mirrored position of the left joint.
+    expected_right = (width - coords_plain[0, il, 0], coords_plain[0, il, 1])
+    expected_left = (width - coords_plain[0, ir, 0], coords_plain[0, ir, 1])
+    assert coords_flip[0, ir] == pytest.approx(expected_right, abs=1e-3)
+    assert coords_flip[0, il] == pytest.approx(expected_left, abs=1e-3)
+    assert flipped["weights"][il] == 1 and flipped["weights"][ir] == 1
+    others = [i for i in range(17) if i not in (il, ir)]
+    assert flipped["weights"][others].sum() == 0
+
+
+def test_flipped_crop_maps_back_to_the_image(tmp_path: Path, spec: PoseSpec) -> None:
+    kps = np.zeros((17, 3))
+    kps[spec.index("left_wrist")] = (75.0, 90.0, 2)
+    root = _one_person_folder(tmp_path, spec, kps)
+    item = CocoPoseDataset.from_folder(root, "val", spec, augment=FLIP_ONLY)[0]
+    coords, _ = decode_heatmaps(item["heatmaps"].numpy()[None])
+    crop_point = np.append(coords[0, spec.index("right_wrist")] * spec.heatmap_stride, 1.0)
+    image_point = item["crop_to_image"].numpy() @ crop_point
+    assert image_point[:2] == pytest.approx([75.0, 90.0], abs=1e-2)
+
+
+def test_training_samples_have_the_network_shapes(synthetic_root: Path, spec: PoseSpec) -> None:
+    ds = CocoPoseDataset.from_folder(synthetic_root, "train", spec, augment=AugmentConfig())
+    item = ds[0]
+    assert item["image"].shape == (3, 256, 192) and item["image"].dtype == torch.float32
+    assert item["heatmaps"].shape == (17, 64, 48)
+    assert item["weights"].shape == (17,)
+    # Augmentation is reproducible per (seed, epoch, index) and changes with the epoch.
+    again = ds[0]["image"]
+    ds.set_epoch(1)
+    assert torch.equal(item["image"], again)
+    assert not torch.equal(item["image"], ds[0]["image"])
+    # Normalised with the spec's mean/std: roughly zero-centred.
+    assert -3 < float(item["image"].mean()) < 3
+
+
+def test_ground_truth_through_encode_decode_scores_ap_above_099(
+    synthetic_root: Path, spec: PoseSpec
+) -> None:
+    ds = CocoPoseDataset.from_folder(synthetic_root, "val", spec)
+    metrics = evaluate_ground_truth(ds)
+    assert metrics.num_people > 100
+    assert metrics.ap >= 0.99
+    assert metrics.pck >= 0.99 and metrics.pcp >= 0.99
+
+
+def test_evaluate_runs_any_predict_function(synthetic_root: Path, spec: PoseSpec) -> None:
+    ds = CocoPoseDataset.from_folder(synthetic_root, "val", spec)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.AvgPool2d(4), torch.nn.Conv2d(3, 17, 3, padding=1))
+    with torch.no_grad():
+        plain = evaluate(net, ds, batch_size=64)
+        flipped = evaluate(net, ds, batch_size=64, flip_test=True)
+    for m in (plain, flipped):
+        assert 0.0 <= m.ap < 0.2  # an untrained net is poor, but it is scored
+        assert 0.0 <= m.pck <= 1.0
+    with pytest.raises(DataError, match="model output has shape"):
+        evaluate(lambda x: torch.zeros(len(x), 5, 64, 48), ds)
+
+
+def test_locate_split_accepts_coco_layout(tmp_path: Path, synthetic_root: Path) -> None:
+    coco_style = tmp_path / "coco"
+    (coco_style / "annotations").mkdir(parents=True)
+    shutil.copy(
+        synthetic_root / "annotations" / "person_keypoints_val.json",
+        coco_style / "annotations" / "person_keypoints_val2017.json",
+    )
+    shutil.copytree(synthetic_root / "images" / "val", coco_style / "val2017")
+    split = locate_split(coco_style, "val2017")
+    assert split.image_dir == coco_style / "val2017"
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        ("no-json", "annotation file for split 'val' not found"),
+        ("bad-json", "not valid JSON (line 1"),
+        ("no-images-key", "missing the COCO list 'images'"),
+        ("wrong-count", "has 5 keypoints, the pose spec 'coco17' has 17"),
+        ("short-keypoints", "annotation 1: expected 51 keypoint values, got 6"),
+    ],
+)
+def test_broken_datasets_name_the_problem(
+    tmp_path: Path, spec: PoseSpec, breakage: str, message: str
+) -> None:
+    kps = np.zeros((17, 3))
+    kps[0] = (100, 100, 2)
+    root = _one_person_folder(tmp_path, spec, kps)
+    ann_file = root / "annotations" / "person_keypoints_val.json"
+    data = json.loads(ann_file.read_text())
+    if breakage == "no-json":
+        ann_file.unlink()
+    elif breakage == "bad-json":
+        ann_file.write_text("{not json")
+    elif breakage == "no-images-key":
+        del data["images"]
+        ann_file.write_text(json.dumps(data))
+    elif breakage == "wrong-count":
+        data["categories"][0]["keypoints"] = ["a", "b", "c", "d", "e"]
+        ann_file.write_text(json.dumps(data))
+    elif breakage == "short-keypoints":
+        data["annotations"][0]["keypoints"] = [1, 2, 2, 3, 4, 2]
+        ann_file.write_text(json.dumps(data))
+    with pytest.raises(
+        DataError, match=message.replace("(", r"\(").replace("[", r"\[").replace("]", r"\]")
+    ):
+        CocoPoseDataset.from_folder(root, "val", spec)
+
+
+def test_missing_image_is_named(tmp_path: Path, spec: PoseSpec) -> None:
+    kps = np.zeros((17, 3))
+    kps[0] = (100, 100, 2)
+    root = _one_person_folder(tmp_path, spec, kps)
+    (root / "images" / "val" / "1.jpg").unlink()
+    ds = CocoPoseDataset.from_folder(root, "val", spec)
+    with pytest.raises(DataError, match=r"1\.jpg: image file not found"):
+        ds[0]
