@@ -1,0 +1,44 @@
+"""The ``pocket`` command: a thin layer over the library, which does all the work."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from compress import __version__
+from compress.cli import data, evaluate, spec
+from compress.cli._common import set_debug
+
+app = typer.Typer(
+    name="pocket",
+    help="Compress, export and verify 2D pose networks for mobile apps.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data.app, name="data")
+app.add_typer(spec.app, name="spec")
+app.command("eval")(evaluate.eval_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pocket {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks for errors.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    set_debug(debug)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,103 @@
+"""``pocket eval``: score a model (or the ground truth itself) on a COCO keypoint split."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from compress.cli._common import console, handle_errors
+from compress.errors import RecipeError
+
+
+@handle_errors
+def eval_command(
+    data: Annotated[Path, typer.Option(help="COCO-format dataset folder.")],
+    split: Annotated[
+        str, typer.Option(help="Split name (annotations/person_keypoints_<split>.json).")
+    ] = "val",
+    ground_truth: Annotated[
+        bool,
+        typer.Option(
+            "--ground-truth",
+            help="Score the annotations against themselves through heatmap encode-decode.",
+        ),
+    ] = False,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the metrics as JSON here.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = 64,
+    height: Annotated[int, typer.Option(min=8, help="Network input height.")] = 256,
+    width: Annotated[int, typer.Option(min=8, help="Network input width.")] = 192,
+) -> None:
+    """Print OKS-AP/AR, PCK, PDJ, PCP and a per-joint table; optionally write JSON."""
+    from compress.data.coco import CocoPoseDataset
+    from compress.pose.metrics import evaluate_ground_truth
+    from compress.pose.spec import coco17
+
+    if not ground_truth:
+        raise RecipeError(
+            "nothing to evaluate: pass --ground-truth "
+            "(model evaluation comes with trained networks)"
+        )
+    spec = coco17(height, width)
+    dataset = CocoPoseDataset.from_folder(data, split, spec)
+    metrics = evaluate_ground_truth(dataset, batch_size=batch_size)
+    print_metrics(metrics, title=f"ground truth through encode-decode — {data} [{split}]")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "source": "ground-truth",
+            "data": str(data),
+            "split": split,
+            "metrics": metrics.to_dict(),
+        }
+        json_out.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+        console.print(f"wrote {json_out}")
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "—" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def print_metrics(metrics, title: str) -> None:
+    summary = Table(title=title, show_header=True)
+    for name in (
+        "AP",
+        "AP50",
+        "AP75",
+        "AR",
+        f"PCK@{metrics.pck_alpha}",
+        f"PDJ@{metrics.pdj_alpha}",
+        f"PCP@{metrics.pcp_alpha}",
+        "people",
+    ):
+        summary.add_column(name, justify="right")
+    summary.add_row(
+        *(
+            _fmt(v)
+            for v in (
+                metrics.ap,
+                metrics.ap50,
+                metrics.ap75,
+                metrics.ar,
+                metrics.pck,
+                metrics.pdj,
+                metrics.pcp,
+            )
+        ),
+        str(metrics.num_people),
+    )
+    console.print(summary)
+    joints = Table(title="per joint", show_header=True)
+    joints.add_column("joint")
+    joints.add_column(f"PCK@{metrics.pck_alpha}", justify="right")
+    joints.add_column("mean error px", justify="right")
+    joints.add_column("labelled", justify="right")
+    for name, jm in metrics.per_joint.items():
+        joints.add_row(name, _fmt(jm.pck), _fmt(jm.mean_error_px, 2), str(jm.labelled))
+    console.print(joints)
