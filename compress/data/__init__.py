@@ -1,0 +1,1 @@
+"""Datasets: COCO reader, crops and augmentation, heatmap targets, synthetic data."""

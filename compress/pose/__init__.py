@@ -1,0 +1,1 @@
+"""Pose definitions, decoding and metrics."""
