@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -34,7 +35,11 @@ def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
         if target.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             os.replace(target, trash / target.name)
-            os.replace(work, target)
+            try:
+                os.replace(work, target)
+            except OSError:
+                os.replace(trash / target.name, target)  # put the old result back
+                raise
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(work, target)
@@ -49,3 +54,29 @@ def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
 def write_json(path: Path, data: Any) -> None:
     """Deterministic JSON: the same data always gives the same bytes."""
     Path(path).write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities become null: strict JSON has no spelling for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write strict JSON to ``path`` through a temporary file, so readers never see half of it."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name for the JSON output")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None

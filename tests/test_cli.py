@@ -76,3 +76,37 @@ def test_python_dash_m_and_version() -> None:
     )
     assert proc.returncode == 0
     assert proc.stdout.startswith("pocket ")
+
+
+def test_malformed_annotations_and_bad_json_target_exit_2(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    assert (
+        runner.invoke(app, ["data", "synth", str(out), "--train", "1", "--val", "3"]).exit_code == 0
+    )
+    result = runner.invoke(
+        app, ["eval", "--data", str(out), "--ground-truth", "--json", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "is a folder; give a file name" in result.output
+    ann = out / "annotations" / "person_keypoints_val.json"
+    data = json.loads(ann.read_text())
+    del data["annotations"][0]["bbox"]
+    ann.write_text(json.dumps(data))
+    result = runner.invoke(app, ["eval", "--data", str(out), "--ground-truth"])
+    assert result.exit_code == 2
+    assert "annotation 1 has no 'bbox'" in result.output
+
+
+def test_nan_metrics_are_written_as_null(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    runner.invoke(app, ["data", "synth", str(out), "--train", "1", "--val", "2", "--seed", "3"])
+    report = tmp_path / "m.json"
+    assert (
+        runner.invoke(
+            app, ["eval", "--data", str(out), "--ground-truth", "--json", str(report)]
+        ).exit_code
+        == 0
+    )
+    text = report.read_text()
+    assert "NaN" not in text
+    json.loads(text)

@@ -14,7 +14,7 @@ from PIL import Image
 from compress.data.coco import AugmentConfig, CocoPoseDataset, locate_split
 from compress.errors import DataError
 from compress.pose.decode import decode_heatmaps
-from compress.pose.metrics import evaluate, evaluate_ground_truth
+from compress.pose.metrics import evaluate, evaluate_ground_truth, predict_keypoints
 from compress.pose.spec import PoseSpec
 
 FLIP_ONLY = AugmentConfig(
@@ -73,15 +73,29 @@ def test_flip_keeps_each_flip_pair_right(tmp_path: Path, spec: PoseSpec, pair: i
     assert flipped["weights"][others].sum() == 0
 
 
-def test_flipped_crop_maps_back_to_the_image(tmp_path: Path, spec: PoseSpec) -> None:
+def test_flipped_crop_content_sits_on_the_renamed_heatmap_peak(
+    tmp_path: Path, spec: PoseSpec
+) -> None:
+    """Pixels, not just matrices: a bright spot at the left wrist ends up, after a flip, exactly
+    where the right-wrist heatmap peaks, and maps back to where it was in the image."""
     kps = np.zeros((17, 3))
-    kps[spec.index("left_wrist")] = (75.0, 90.0, 2)
+    kps[spec.index("left_wrist")] = (75.0, 90.0, 2)  # COCO pixel index: centre of pixel (75, 90)
     root = _one_person_folder(tmp_path, spec, kps)
+    image = np.full((200, 200, 3), 90, np.uint8)
+    image[88:93, 73:78] = 255  # a 5x5 spot centred on pixel (75, 90)
+    Image.fromarray(image).save(root / "images" / "val" / "1.jpg", quality=100)
     item = CocoPoseDataset.from_folder(root, "val", spec, augment=FLIP_ONLY)[0]
+    assert item["flipped"]
+    crop = item["image"].numpy().transpose(1, 2, 0) * np.asarray(spec.normalization.std)
+    crop = crop + np.asarray(spec.normalization.mean)
+    weight = np.clip(crop.mean(axis=-1) - 150, 0, None)
+    ys, xs = np.mgrid[0 : crop.shape[0], 0 : crop.shape[1]]
+    spot = np.array([(weight * (xs + 0.5)).sum(), (weight * (ys + 0.5)).sum()]) / weight.sum()
     coords, _ = decode_heatmaps(item["heatmaps"].numpy()[None])
-    crop_point = np.append(coords[0, spec.index("right_wrist")] * spec.heatmap_stride, 1.0)
-    image_point = item["crop_to_image"].numpy() @ crop_point
-    assert image_point[:2] == pytest.approx([75.0, 90.0], abs=1e-2)
+    peak = coords[0, spec.index("right_wrist")] * spec.heatmap_stride
+    assert peak == pytest.approx(spot, abs=0.3)
+    back = item["crop_to_image"].numpy() @ np.append(peak, 1.0)
+    assert back[:2] == pytest.approx([75.5, 90.5], abs=0.1)  # continuous centre of pixel (75, 90)
 
 
 def test_training_samples_have_the_network_shapes(synthetic_root: Path, spec: PoseSpec) -> None:
@@ -107,6 +121,32 @@ def test_ground_truth_through_encode_decode_scores_ap_above_099(
     assert metrics.num_people > 100
     assert metrics.ap >= 0.99
     assert metrics.pck >= 0.99 and metrics.pcp >= 0.99
+    # AP tolerates a 0.5 px shift; the encode-decode path must be far tighter than that.
+    predictions = predict_keypoints(ds, lambda batch: batch["heatmaps"])
+    labelled = predictions.ground_truth[..., 2] > 0
+    error = np.linalg.norm(predictions.keypoints - predictions.ground_truth[..., :2], axis=-1)
+    assert error[labelled].max() < 0.01
+
+
+def test_evaluation_refuses_an_augmented_dataset(synthetic_root: Path, spec: PoseSpec) -> None:
+    ds = CocoPoseDataset.from_folder(synthetic_root, "val", spec, augment=FLIP_ONLY)
+    with pytest.raises(ValueError, match="without augmentation"):
+        evaluate_ground_truth(ds)
+
+
+def test_person_category_id_is_carried_to_cocoeval(tmp_path: Path, spec: PoseSpec) -> None:
+    kps = np.zeros((17, 3))
+    kps[:, :2] = np.stack([np.linspace(60, 140, 17), np.linspace(40, 170, 17)], axis=1)
+    kps[:, 2] = 2
+    root = _one_person_folder(tmp_path, spec, kps)
+    ann_file = root / "annotations" / "person_keypoints_val.json"
+    data = json.loads(ann_file.read_text())
+    data["categories"][0]["id"] = 0
+    data["annotations"][0]["category_id"] = 0
+    data["categories"].append({"id": 5, "name": "dog", "supercategory": "animal"})
+    ann_file.write_text(json.dumps(data))
+    metrics = evaluate_ground_truth(CocoPoseDataset.from_folder(root, "val", spec))
+    assert metrics.ap == pytest.approx(1.0)
 
 
 def test_evaluate_runs_any_predict_function(synthetic_root: Path, spec: PoseSpec) -> None:
@@ -143,6 +183,11 @@ def test_locate_split_accepts_coco_layout(tmp_path: Path, synthetic_root: Path) 
         ("no-images-key", "missing the COCO list 'images'"),
         ("wrong-count", "has 5 keypoints, the pose spec 'coco17' has 17"),
         ("short-keypoints", "annotation 1: expected 51 keypoint values, got 6"),
+        ("reordered", "keypoint 0 is 'right_ankle', the pose spec 'coco17' expects 'nose'"),
+        ("no-area", "annotation 1 has no 'area'"),
+        ("bad-bbox", "annotation 1: bbox must be 4 numbers [x, y, w, h], got [1, 2]"),
+        ("text-keypoints", "annotation 1: keypoints must be a flat list of numbers"),
+        ("two-categories", "expected one category with keypoints, found 2"),
     ],
 )
 def test_broken_datasets_name_the_problem(
@@ -165,6 +210,21 @@ def test_broken_datasets_name_the_problem(
         ann_file.write_text(json.dumps(data))
     elif breakage == "short-keypoints":
         data["annotations"][0]["keypoints"] = [1, 2, 2, 3, 4, 2]
+        ann_file.write_text(json.dumps(data))
+    elif breakage == "reordered":
+        data["categories"][0]["keypoints"] = data["categories"][0]["keypoints"][::-1]
+        ann_file.write_text(json.dumps(data))
+    elif breakage == "no-area":
+        del data["annotations"][0]["area"]
+        ann_file.write_text(json.dumps(data))
+    elif breakage == "bad-bbox":
+        data["annotations"][0]["bbox"] = [1, 2]
+        ann_file.write_text(json.dumps(data))
+    elif breakage == "text-keypoints":
+        data["annotations"][0]["keypoints"] = ["a"] * 51
+        ann_file.write_text(json.dumps(data))
+    elif breakage == "two-categories":
+        data["categories"].append({**data["categories"][0], "id": 2, "name": "robot"})
         ann_file.write_text(json.dumps(data))
     with pytest.raises(
         DataError, match=message.replace("(", r"\(").replace("[", r"\[").replace("]", r"\]")

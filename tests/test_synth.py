@@ -63,12 +63,8 @@ def test_output_is_coco_keypoint_format(synthetic_root: Path, spec: PoseSpec) ->
         assert w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= 256 and y + h <= 256
         assert 0 < ann["area"] <= w * h
         labelled = kps[kps[:, 2] > 0]
-        assert (
-            (labelled[:, 0] >= 0)
-            & (labelled[:, 0] < 256)
-            & (labelled[:, 1] >= 0)
-            & (labelled[:, 1] < 256)
-        ).all()
+        # COCO pixel indices: a point inside the image lies in [-0.5, 255.5).
+        assert ((labelled[:, :2] >= -0.5) & (labelled[:, :2] < 255.5)).all()
         assert (kps[kps[:, 2] == 0, :2] == 0).all()
 
 
@@ -151,7 +147,9 @@ def test_side_view_hides_the_far_hip_behind_the_body(spec: PoseSpec) -> None:
     kps = _keypoints(scene, spec)
     assert kps["left_hip"][2] == 1
     assert kps["right_hip"][2] == 2
-    assert kps["nose"][0] > kps["left_ear"][0] or kps["nose"][0] > kps["right_ear"][0]
+    # Facing image right: the nose is right of the near (right) ear; the far ear is unlabelled.
+    assert kps["right_ear"][2] == 2 and kps["left_ear"][2] == 0
+    assert kps["nose"][0] > kps["right_ear"][0] + 5
 
 
 def test_another_person_in_front_hides_joints(spec: PoseSpec) -> None:
@@ -209,3 +207,58 @@ def test_bad_arguments_are_data_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="at least 32x32"):
         generate_dataset(tmp_path / "x", {"val": 2}, image_size=(16, 16))
     assert not (tmp_path / "x").exists()
+
+
+def test_drawn_parts_are_centred_on_their_points() -> None:
+    """Rasterised disks and limbs carry no systematic offset from their coordinates."""
+    from PIL import Image
+
+    from compress.data.synth.render import Canvas, _capsule_fn, _disk_fn
+
+    rng = np.random.default_rng(0)
+    offsets = []
+    for _ in range(200):
+        canvas = Canvas(Image.new("RGB", (64, 64)))
+        centre = rng.uniform(20, 44, size=2)
+        if rng.random() < 0.5:
+            fn, bounds = _disk_fn(centre, float(rng.uniform(2, 6)))
+        else:
+            d = rng.normal(size=2) * 6
+            fn, bounds = _capsule_fn(centre - d, centre + d, 3.0, 3.0)
+        canvas.draw_mask(fn, bounds, (255, 255, 255), None, 7)
+        mask = np.asarray(canvas.label) == 7
+        ys, xs = np.nonzero(mask)
+        offsets.append([xs.mean() + 0.5 - centre[0], ys.mean() + 0.5 - centre[1]])
+    offsets = np.asarray(offsets)
+    assert np.abs(offsets.mean(axis=0)).max() < 0.08
+    assert np.abs(offsets).max() < 0.75
+
+
+@pytest.mark.parametrize("family", ["standing", "sitting", "crouching"])
+def test_knees_fold_backwards_so_feet_stay_down(family: str) -> None:
+    from compress.data.synth.body import Proportions, build_skeleton
+
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        skel = build_skeleton(Proportions.sample(rng), sample_pose(rng, family))
+        for side in ("left", "right"):
+            assert skel.points[f"{side}_ankle"][1] < skel.points[f"{side}_knee"][1]
+
+
+def test_elbows_fold_to_the_front_of_the_arm() -> None:
+    from compress.data.synth.body import Pose, Proportions, build_skeleton
+
+    prop = Proportions.sample(np.random.default_rng(0))
+    down = Pose(
+        "standing", shoulder_flex=[0.0, 0.0], shoulder_abduct=[0.0, 0.0], elbow_flex=[90.0, 90.0]
+    )
+    skel = build_skeleton(prop, down)
+    assert skel.points["left_wrist"][2] - skel.points["left_elbow"][2] > 0.9 * prop.forearm
+    up = Pose(
+        "arms_raised",
+        shoulder_flex=[180.0, 180.0],
+        shoulder_abduct=[0.0, 0.0],
+        elbow_flex=[90.0, 90.0],
+    )
+    skel = build_skeleton(prop, up)  # overhead, the forearm folds behind the head
+    assert skel.points["left_wrist"][2] - skel.points["left_elbow"][2] < -0.9 * prop.forearm

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -41,4 +42,13 @@ def _root(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception:
+        # Anything that is not a PocketError is a bug in pocket: say so, with the traceback,
+        # and exit with a code no check failure (1) or bad input (2) uses.
+        import traceback
+
+        traceback.print_exc()
+        print("internal error: this is a bug in pocket, please report it", file=sys.stderr)
+        sys.exit(70)

@@ -33,7 +33,7 @@ def synth(
     train: Annotated[int, typer.Option(min=0, help="Number of training images.")] = 1000,
     val: Annotated[int, typer.Option(min=0, help="Number of validation images.")] = 300,
     seed: Annotated[
-        int, typer.Option(help="Random seed; the same seed gives identical files.")
+        int, typer.Option(min=0, help="Random seed; the same seed gives identical files.")
     ] = 0,
     size: Annotated[str, typer.Option(help="Image size: N or WxH.")] = "256",
     workers: Annotated[int, typer.Option(min=0, help="Processes (0: one per core, up to 4).")] = 0,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from compress._io import write_json_atomic
 from compress.cli._common import console, handle_errors
 from compress.errors import RecipeError
 
@@ -49,14 +49,13 @@ def eval_command(
     metrics = evaluate_ground_truth(dataset, batch_size=batch_size)
     print_metrics(metrics, title=f"ground truth through encode-decode — {data} [{split}]")
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "source": "ground-truth",
             "data": str(data),
             "split": split,
             "metrics": metrics.to_dict(),
         }
-        json_out.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+        write_json_atomic(json_out, payload)
         console.print(f"wrote {json_out}")
 
 
@@ -67,7 +66,7 @@ def _fmt(value: float, digits: int = 3) -> str:
 def print_metrics(metrics, title: str) -> None:
     summary = Table(title=title, show_header=True)
     for name in (
-        "AP",
+        "AP (GT boxes)",
         "AP50",
         "AP75",
         "AR",

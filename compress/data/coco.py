@@ -3,6 +3,10 @@
 One sample is one annotated person: the image crop around its box (expanded to the network's
 aspect ratio and padded), Gaussian heatmap targets with per-joint weights, and the matrix that
 maps crop coordinates back to the image, so predictions can be scored in image space.
+
+COCO files store keypoints as pixel indices (the centre of pixel i is at i); inside pocket
+coordinates are continuous with pixel i covering [i, i+1). Reading adds 0.5 and writing
+results subtracts it (``PIXEL_CENTER``), the convention Detectron2 uses too.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from compress.data.transforms import (
 )
 from compress.errors import DataError
 from compress.pose.spec import PoseSpec
+
+PIXEL_CENTER = 0.5
 
 
 @dataclass(frozen=True)
@@ -94,11 +100,73 @@ def load_coco(annotation_file: Path) -> COCO:
     for key in ("images", "annotations", "categories"):
         if not isinstance(data, dict) or not isinstance(data.get(key), list):
             raise DataError(f"{annotation_file}: missing the COCO list {key!r}")
+    _check_entries(annotation_file, data)
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_entries(source: Path, data: dict) -> None:
+    """Reject entries pycocotools would trip over; fill ``num_keypoints`` when it is absent."""
+    for i, image in enumerate(data["images"]):
+        if (
+            not isinstance(image, dict)
+            or "id" not in image
+            or not isinstance(image.get("file_name"), str)
+        ):
+            raise DataError(f"{source}: images[{i}] needs an 'id' and a 'file_name'")
+    for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict):
+            raise DataError(f"{source}: annotations[{i}] is not a mapping")
+        name = f"annotation {ann.get('id', f'[{i}]')}"
+        for key in ("id", "image_id", "category_id", "bbox", "area"):
+            if key not in ann:
+                raise DataError(f"{source}: {name} has no {key!r}")
+        bbox = ann["bbox"]
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            raise DataError(f"{source}: {name}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
+        if not _is_number(ann["area"]):
+            raise DataError(f"{source}: {name}: area must be a number, got {ann['area']!r}")
+        kps = ann.get("keypoints")
+        if kps is not None:
+            if not (
+                isinstance(kps, list) and len(kps) % 3 == 0 and all(_is_number(v) for v in kps)
+            ):
+                raise DataError(
+                    f"{source}: {name}: keypoints must be a flat list of numbers x, y, v"
+                )
+            if "num_keypoints" not in ann:
+                ann["num_keypoints"] = sum(1 for v in kps[2::3] if v > 0)
+
+
+def keypoint_category(coco: COCO, spec: PoseSpec, source: Path) -> int:
+    """The id of the one category with keypoints; its names must be the spec's, in order."""
+    cats = [c for c in coco.dataset["categories"] if isinstance(c, dict) and c.get("keypoints")]
+    if len(cats) != 1:
+        names = [c.get("name") for c in cats]
+        raise DataError(
+            f"{source}: expected one category with keypoints, found {len(cats)} {names}"
+        )
+    cat = cats[0]
+    names = list(cat["keypoints"])
+    if len(names) != spec.num_keypoints:
+        raise DataError(
+            f"{source}: category {cat.get('name')!r} has {len(names)} keypoints, "
+            f"the pose spec {spec.name!r} has {spec.num_keypoints}"
+        )
+    for i, (have, want) in enumerate(zip(names, spec.keypoints, strict=True)):
+        if have != want:
+            raise DataError(
+                f"{source}: category {cat.get('name')!r} keypoint {i} is {have!r}, "
+                f"the pose spec {spec.name!r} expects {want!r} (same names, same order)"
+            )
+    return int(cat["id"])
 
 
 class CocoPoseDataset(torch.utils.data.Dataset):
@@ -119,6 +187,7 @@ class CocoPoseDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.epoch = 0
         self.coco = load_coco(split.annotation_file)
+        self.category_id = keypoint_category(self.coco, spec, split.annotation_file)
         self.samples = self._collect()
 
     @classmethod
@@ -128,15 +197,10 @@ class CocoPoseDataset(torch.utils.data.Dataset):
     def _collect(self) -> list[PersonSample]:
         source = self.split.annotation_file
         k = self.spec.num_keypoints
-        for cat in self.coco.dataset["categories"]:
-            names = cat.get("keypoints")
-            if names is not None and len(names) != k:
-                raise DataError(
-                    f"{source}: category {cat.get('name')!r} has {len(names)} keypoints, "
-                    f"the pose spec {self.spec.name!r} has {k}"
-                )
         samples = []
         for ann in self.coco.dataset["annotations"]:
+            if ann["category_id"] != self.category_id:
+                continue
             if ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) <= 0:
                 continue
             kps = ann.get("keypoints")
@@ -154,13 +218,15 @@ class CocoPoseDataset(torch.utils.data.Dataset):
                 raise DataError(
                     f"{source}: annotation {ann['id']} names unknown image {ann['image_id']}"
                 )
+            keypoints = np.asarray(kps, dtype=np.float64).reshape(k, 3)
+            keypoints[keypoints[:, 2] > 0, :2] += PIXEL_CENTER
             samples.append(
                 PersonSample(
                     image_path=self.split.image_dir / image["file_name"],
                     image_id=int(ann["image_id"]),
                     annotation_id=int(ann["id"]),
                     bbox=(float(x), float(y), float(w), float(h)),
-                    keypoints=np.asarray(kps, dtype=np.float64).reshape(k, 3),
+                    keypoints=keypoints,
                 )
             )
         return samples
@@ -182,6 +248,8 @@ class CocoPoseDataset(torch.utils.data.Dataset):
             raise DataError(f"{sample.image_path}: cannot decode image ({exc})") from None
 
     def __getitem__(self, index: int) -> dict:
+        if index < 0:
+            index += len(self.samples)
         sample = self.samples[index]
         spec = self.spec
         height, width = spec.input_size
@@ -219,6 +287,7 @@ class CocoPoseDataset(torch.utils.data.Dataset):
             "bbox": torch.tensor(sample.bbox, dtype=torch.float64),
             "image_id": sample.image_id,
             "annotation_id": sample.annotation_id,
+            "flipped": flip,
         }
 
     def _random_box(

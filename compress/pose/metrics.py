@@ -6,7 +6,10 @@
   distance between the spec's two torso keypoints). A person whose torso is not labelled is
   normalised by its box size times the dataset's median torso-to-box ratio, so the fallback
   keeps the same scale.
-* PDJ@alpha: a joint is detected when its error is below alpha times the box diagonal.
+* PDJ@alpha: a joint is detected when its error is below alpha times the box diagonal (the
+  box-diagonal variant; Toshev & Szegedy normalise by the torso, which PCK already does).
+* AP is scored on ground-truth person boxes (top-down, no detector), so it measures the pose
+  network alone and is higher than detector-based COCO leaderboard AP.
 * PCP@alpha (strict): a limb is correct when both its ends are within alpha times the limb's
   true length.
 
@@ -25,6 +28,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from compress.data.coco import PIXEL_CENTER
 from compress.errors import DataError
 from compress.pose.decode import decode_heatmaps, flip_heatmaps, to_image_coordinates
 from compress.pose.spec import PoseSpec
@@ -130,19 +134,24 @@ def pcp(pred: np.ndarray, gt: np.ndarray, limbs: Iterable[tuple[int, int]], alph
 
 
 # ----- COCO OKS ------------------------------------------------------------------------------
-def coco_results(predictions: Predictions, score_threshold: float = 0.2) -> list[dict]:
-    """COCO result entries; a person's score is the mean confidence of its confident joints."""
+def coco_results(
+    predictions: Predictions, category_id: int = 1, score_threshold: float = 0.2
+) -> list[dict]:
+    """COCO result entries; a person's score is the mean confidence of its confident joints.
+
+    Keypoints go back to COCO's pixel-index convention (see compress.data.coco).
+    """
     results = []
     for image_id, kps, scores in zip(
         predictions.image_ids, predictions.keypoints, predictions.scores, strict=True
     ):
         confident = scores[scores > score_threshold]
         score = float(confident.mean()) if confident.size else 0.0
-        flat = np.concatenate([kps, scores[:, None]], axis=1).reshape(-1)
+        flat = np.concatenate([kps - PIXEL_CENTER, scores[:, None]], axis=1).reshape(-1)
         results.append(
             {
                 "image_id": int(image_id),
-                "category_id": 1,
+                "category_id": int(category_id),
                 "keypoints": [float(v) for v in flat],
                 "score": score,
             }
@@ -192,6 +201,8 @@ def predict_keypoints(
 ) -> Predictions:
     """Run ``heatmaps_for_batch`` over the dataset and decode to image coordinates."""
     spec: PoseSpec = dataset.spec
+    if getattr(dataset, "augment", None) is not None:
+        raise ValueError("evaluation needs a dataset without augmentation (augment=None)")
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers
     )
@@ -227,14 +238,14 @@ def score_predictions(
     predictions: Predictions,
     coco_gt: COCO,
     spec: PoseSpec,
+    category_id: int = 1,
     pck_alpha: float = 0.2,
     pdj_alpha: float = 0.05,
     pcp_alpha: float = 0.5,
 ) -> PoseMetrics:
     gt, pred, boxes = predictions.ground_truth, predictions.keypoints, predictions.boxes
-    coco = coco_keypoint_ap(
-        coco_gt, coco_results(predictions), spec.oks_sigmas, predictions.image_ids
-    )
+    results = coco_results(predictions, category_id)
+    coco = coco_keypoint_ap(coco_gt, results, spec.oks_sigmas, predictions.image_ids)
     normalizer = torso_normalizers(gt, boxes, spec.torso_indices)
     pck_all, pck_joint = pck(pred, gt, normalizer, pck_alpha)
     errors, labelled = joint_errors(pred, gt)
@@ -286,7 +297,7 @@ def evaluate(
         return out
 
     predictions = predict_keypoints(dataset, heatmaps, batch_size, num_workers)
-    return score_predictions(predictions, dataset.coco, spec)
+    return score_predictions(predictions, dataset.coco, spec, dataset.category_id)
 
 
 def evaluate_ground_truth(dataset, batch_size: int = 64, num_workers: int = 0) -> PoseMetrics:
@@ -294,7 +305,7 @@ def evaluate_ground_truth(dataset, batch_size: int = 64, num_workers: int = 0) -
     predictions = predict_keypoints(
         dataset, lambda batch: batch["heatmaps"], batch_size, num_workers
     )
-    return score_predictions(predictions, dataset.coco, dataset.spec)
+    return score_predictions(predictions, dataset.coco, dataset.spec, dataset.category_id)
 
 
 def _to_numpy(x) -> np.ndarray:

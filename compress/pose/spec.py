@@ -32,9 +32,10 @@ class Decoder(StrEnum):
 
 
 class Normalization(BaseModel):
-    """Pixel normalisation: ``x = (pixel - mean) / std`` with pixels in 0..255, RGB order.
+    """Pixel normalisation: ``x = (pixel - mean) / std`` with pixels in 0..255.
 
-    A plain scale to 0..1 is ``mean=(0, 0, 0), std=(255, 255, 255)``.
+    ``color_order`` is the channel order the network takes; ``mean`` and ``std`` are given in
+    that same order. A plain scale to 0..1 is ``mean=(0, 0, 0), std=(255, 255, 255)``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

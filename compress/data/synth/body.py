@@ -114,7 +114,7 @@ def sample_pose(rng: np.random.Generator, family: str | None = None) -> Pose:
             p.elbow_flex[i] = _u(rng, 70, 110) if running else _u(rng, 10, 45)
             p.shoulder_abduct[i] = _u(rng, 3, 20)
         p.lean = _u(rng, 5, 20) if running else _u(rng, 0, 8)
-        p.twist = -phase * amp * 0.2
+        p.twist = phase * amp * 0.2  # shoulders counter-rotate against the hips
     elif family == "arms_raised":
         for i in range(2):
             if rng.random() < 0.5:
@@ -175,20 +175,30 @@ def sample_view_yaw(rng: np.random.Generator) -> float:
     return float(rng.choice([-1, 1])) * _u(rng, 25, 65) + float(rng.choice([0, 180]))
 
 
-def _limb_direction(flex_deg: float, abduct_deg: float, side: float) -> np.ndarray:
-    """Unit vector of a limb hanging down, swung forward by flex and outward by abduction."""
-    f, a = np.radians(flex_deg), np.radians(abduct_deg)
-    return np.array([side * np.sin(a), -np.cos(a) * np.cos(f), np.cos(a) * np.sin(f)])
+def _limb_frame(flex_deg: float, abduct_deg: float, side: float) -> tuple[np.ndarray, np.ndarray]:
+    """Direction of a limb and its front (anterior) direction, both unit vectors.
+
+    The limb hangs down with its front facing forward, is swung forward by ``flex`` (about
+    the x axis) and then outward by ``abduct`` (about the z axis). Rotating the front with the
+    limb keeps elbows and knees bending the anatomical way at any flexion.
+    """
+    f, a = np.radians(flex_deg), np.radians(side * abduct_deg)
+    cf, sf, ca, sa = np.cos(f), np.sin(f), np.cos(a), np.sin(a)
+    flex = np.array([[1.0, 0.0, 0.0], [0.0, cf, sf], [0.0, -sf, cf]])
+    abduct = np.array([[ca, -sa, 0.0], [sa, ca, 0.0], [0.0, 0.0, 1.0]])
+    rotation = abduct @ flex
+    return rotation @ np.array([0.0, -1.0, 0.0]), rotation @ np.array([0.0, 0.0, 1.0])
 
 
-def _bend(upper: np.ndarray, toward: np.ndarray, fallback: np.ndarray, angle: float) -> np.ndarray:
-    """Direction of the next segment: ``upper`` rotated by ``angle`` degrees toward ``toward``."""
-    ref = toward - np.dot(toward, upper) * upper
-    if np.linalg.norm(ref) < 1e-6:
-        ref = fallback - np.dot(fallback, upper) * upper
-    ref = ref / np.linalg.norm(ref)
-    t = np.radians(angle)
-    return np.cos(t) * upper + np.sin(t) * ref
+def _bend(
+    direction: np.ndarray, toward: np.ndarray, angle_deg: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate ``direction`` by ``angle`` toward the perpendicular unit vector ``toward``.
+
+    Returns the new direction and the new ``toward`` (both turned by the same angle).
+    """
+    t = np.radians(angle_deg)
+    return np.cos(t) * direction + np.sin(t) * toward, -np.sin(t) * direction + np.cos(t) * toward
 
 
 @dataclass(frozen=True)
@@ -203,8 +213,6 @@ class Skeleton3D:
 
 def build_skeleton(prop: Proportions, pose: Pose) -> Skeleton3D:
     """Forward kinematics from the pelvis (origin) outwards."""
-    up = np.array([0.0, 1.0, 0.0])
-    fwd = np.array([0.0, 0.0, 1.0])
     lean, bend = np.radians(pose.lean), np.radians(pose.side_bend)
     spine = np.array([np.sin(bend), np.cos(bend) * np.cos(lean), np.cos(bend) * np.sin(lean)])
     twist = np.radians(pose.twist)
@@ -217,16 +225,16 @@ def build_skeleton(prop: Proportions, pose: Pose) -> Skeleton3D:
     for side_name, side in (("left", 1.0), ("right", -1.0)):
         i = 0 if side > 0 else 1
         shoulder = neck + side * prop.shoulder_half * shoulder_axis - 0.02 * spine
-        upper = _limb_direction(pose.shoulder_flex[i], pose.shoulder_abduct[i], side)
+        upper, arm_front = _limb_frame(pose.shoulder_flex[i], pose.shoulder_abduct[i], side)
         elbow = shoulder + prop.upper_arm * upper
-        fore = _bend(upper, fwd, up, pose.elbow_flex[i])
+        fore, _ = _bend(upper, arm_front, pose.elbow_flex[i])  # elbows fold to the front
         wrist = elbow + prop.forearm * fore
         hip = pelvis + np.array([side * prop.hip_half, 0.0, 0.0])
-        thigh = _limb_direction(pose.hip_flex[i], pose.hip_abduct[i], side)
+        thigh, leg_front = _limb_frame(pose.hip_flex[i], pose.hip_abduct[i], side)
         knee = hip + prop.thigh * thigh
-        shin = _bend(thigh, -fwd, -up, pose.knee_flex[i])
+        shin, shin_back = _bend(thigh, -leg_front, pose.knee_flex[i])  # knees fold to the back
         ankle = knee + prop.shin * shin
-        foot_dir = _bend(shin, fwd, fwd, 90.0)
+        foot_dir = -shin_back
         pts.update(
             {
                 f"{side_name}_shoulder": shoulder,

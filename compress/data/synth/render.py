@@ -19,6 +19,16 @@ from compress.data.synth.body import Projected, Proportions
 Color = tuple[int, int, int]
 SIDES = ("left", "right")
 FACE_KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
+# A face point is drawn, and may be flagged visible, when its depth relative to the head
+# centre (in head radii, toward the camera) exceeds this; one table for drawing and labels.
+FACE_FRONT = {"nose": -0.1, "eye": 0.05, "ear": -0.25}
+# Deeper than this behind the head centre a face point is not even inferable: unlabelled.
+FACE_FAR = -0.5
+
+
+def face_threshold(name: str) -> float:
+    return FACE_FRONT[name.rsplit("_", 1)[-1]]
+
 
 SKIN_TONES: tuple[Color, ...] = (
     (255, 224, 196), (241, 194, 158), (224, 172, 128), (198, 134, 94),
@@ -126,8 +136,10 @@ class Canvas:
         if x1 <= x0 or y1 <= y0:
             return
         mask = Image.new("L", (x1 - x0, y1 - y0), 0)
-        # -0.5: corner coordinates to PIL's pixel-centre drawing coordinates.
-        mask_fn(ImageDraw.Draw(mask), x0 + 0.5, y0 + 0.5)
+        # PIL truncates float vertices to the pixel whose centre is floor(v) + 0.5 in corner
+        # coordinates, so passing corner coordinates unshifted rounds them to the nearest
+        # pixel centre: no systematic bias.
+        mask_fn(ImageDraw.Draw(mask), x0, y0)
         box = (x0, y0, x1, y1)
         paint = texture.crop(box) if texture is not None else fill
         self.image.paste(paint, box, mask)
@@ -320,14 +332,14 @@ def _draw_head(
     rel = {k: (proj.depth[k] - z_head) / max(prop.head_radius, 1e-6) for k in FACE_KEYPOINTS}
     for side in SIDES:
         ear = f"{side}_ear"
-        if rel[ear] > -0.25:
+        if rel[ear] > face_threshold(ear):
             disk(proj.xy[ear], 0.2 * r, _shade(look.skin, 0.85))
     for side in SIDES:
         eye = f"{side}_eye"
-        if rel[eye] > 0.05:
+        if rel[eye] > face_threshold(eye):
             disk(proj.xy[eye], 0.16 * r, (245, 245, 240))
             disk(proj.xy[eye] + 0.05 * r * fwd, 0.09 * r, (25, 20, 20))
-    if rel["nose"] > -0.1:
+    if rel["nose"] > face_threshold("nose"):
         disk(proj.xy["nose"], 0.15 * r, _shade(look.skin, 0.78))
     if facing > 0.3:
         mouth = c + r * (0.55 * fwd - 0.55 * up)

@@ -22,6 +22,7 @@ from compress.data.synth.body import (
     sample_view_yaw,
 )
 from compress.data.synth.render import (
+    FACE_FAR,
     FACE_KEYPOINTS,
     OWNING_PARTS,
     TORSO_JOINTS,
@@ -29,6 +30,7 @@ from compress.data.synth.render import (
     Canvas,
     _random_color,
     draw_person,
+    face_threshold,
     make_texture,
 )
 from compress.pose.spec import COCO17_KEYPOINTS
@@ -280,10 +282,8 @@ def _annotate(
             on_top = int(label[int(y), int(x)])
             if name in FACE_KEYPOINTS:
                 rel = (proj.depth[name] - proj.depth["head"]) / prop.head_radius
-                far = -0.5  # deeper than this behind the head: not even inferable
-                front = -0.25 if name.endswith("ear") else 0.05
-                if rel >= far:
-                    v = 2 if rel > front and on_top == labels["head"] else 1
+                if rel >= FACE_FAR:
+                    v = 2 if rel > face_threshold(name) and on_top == labels["head"] else 1
             else:
                 side, joint = name.split("_", 1)
                 owners = {labels[f"{side}_{p}"] for p in OWNING_PARTS[joint]}
@@ -293,7 +293,8 @@ def _annotate(
         if v == 0:
             keypoints += [0.0, 0.0, 0]
         else:
-            keypoints += [round(x, 2), round(y, 2), v]
+            # Written as COCO does: pixel indices, whose centres are at integers.
+            keypoints += [round(x - 0.5, 2), round(y - 0.5, 2), v]
     x0, y0, x1, y1 = bbox
     return {
         "category_id": 1,
