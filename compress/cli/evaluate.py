@@ -47,7 +47,7 @@ def eval_command(
     spec = coco17(height, width)
     dataset = CocoPoseDataset.from_folder(data, split, spec)
     metrics = evaluate_ground_truth(dataset, batch_size=batch_size)
-    print_metrics(metrics, title=f"ground truth through encode-decode — {data} [{split}]")
+    print_metrics(metrics, title=f"ground truth through encode-decode — {data} [{split}], GT boxes")
     if json_out is not None:
         payload = {
             "source": "ground-truth",
@@ -66,7 +66,7 @@ def _fmt(value: float, digits: int = 3) -> str:
 def print_metrics(metrics, title: str) -> None:
     summary = Table(title=title, show_header=True)
     for name in (
-        "AP (GT boxes)",
+        "AP",
         "AP50",
         "AP75",
         "AR",
