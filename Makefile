@@ -6,7 +6,7 @@ POCKET := $(VENV)/bin/pocket
 STAMP  := $(VENV)/.pocket-installed
 DEMO_DATA := .cache/synthetic-demo
 
-.PHONY: venv demo test test-slow lint format bench-data clean
+.PHONY: venv demo test test-slow lint format bench-data train-student train-teacher clean
 
 venv: $(STAMP)
 
@@ -43,6 +43,16 @@ format: venv
 
 bench-data: venv
 	$(PY) benchmarks/data_speed.py
+
+# Reproduce the shipped networks (slow: about an hour each on 2 CPU cores). Synthetic data is
+# generated once into .cache/; the run folder is exported/<name>/, resumable.
+train-student: venv
+	POCKET_CACHE=.cache $(POCKET) train recipes/student.yaml
+	$(POCKET) checkpoint exported/student/best compress/checkpoints/student --dtype float16
+
+train-teacher: venv
+	POCKET_CACHE=.cache $(POCKET) train recipes/teacher.yaml
+	$(POCKET) checkpoint exported/teacher/best compress/checkpoints/teacher --dtype float16
 
 clean:
 	rm -rf .cache .pytest_cache .ruff_cache

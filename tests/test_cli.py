@@ -50,7 +50,7 @@ def test_synth_then_ground_truth_eval(tmp_path: Path) -> None:
             ["eval", "--data", "/nonexistent/pocket", "--ground-truth"],
             "/nonexistent/pocket: dataset folder not found",
         ),
-        (["eval", "--data", "."], "nothing to evaluate: pass --ground-truth"),
+        (["eval", "--data", "."], "give exactly one of --model or --ground-truth"),
         (["data", "synth", "x", "--size", "12by12"], "--size: expected N or WxH"),
         (
             ["spec", "show", "--height", "250"],
@@ -110,3 +110,47 @@ def test_nan_metrics_are_written_as_null(tmp_path: Path) -> None:
     text = report.read_text()
     assert "NaN" not in text
     json.loads(text)
+
+
+def test_inspect_prints_params_macs_shapes_and_layers() -> None:
+    result = runner.invoke(app, ["inspect", "mobilepose"])
+    assert result.exit_code == 0, result.output
+    assert "parameters  1,868,721" in result.output
+    assert "(0.135 G at input (1, 3, 160, 128))" in result.output
+    assert "output      (1, 17, 40, 32)" in result.output
+    assert "backbone.0.0" in result.output and "Conv2d" in result.output
+
+
+def test_train_then_eval_a_user_model_through_the_cli(
+    tmp_path: Path, synthetic_root: Path, monkeypatch
+) -> None:
+    """A user's network (5 keypoints? no: COCO data needs 17) trains, saves, reloads, evaluates."""
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    recipe = tmp_path / "user.yaml"
+    recipe.write_text(
+        "version: 1\n"
+        "name: user\n"
+        "model: {architecture: 'tests.user_models:tiny_pose', arguments: {channels: 6}}\n"
+        "spec: {input_size: [96, 72]}\n"
+        f"data: {{coco: {{root: '{synthetic_root}', train_split: train, val_split: val}}}}\n"
+        "train: {epochs: 1, batch_size: 8, workers: 0, max_steps: 3}\n"
+    )
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "best checkpoint" in result.output
+    checkpoint = tmp_path / "run" / "best.json"
+    result = runner.invoke(
+        app, ["eval", "--data", str(synthetic_root), "--model", str(checkpoint), "--flip-test"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "per joint" in result.output
+    result = runner.invoke(app, ["inspect", str(checkpoint), "--no-layers"])
+    assert "input       (1, 3, 96, 72)" in result.output
+
+
+def test_missing_shipped_or_unknown_models_are_named() -> None:
+    result = runner.invoke(app, ["eval", "--data", ".", "--model", "no-such-model"])
+    assert result.exit_code == 2
+    assert (
+        "'no-such-model' is not a shipped network, a checkpoint or an architecture" in result.output
+    )

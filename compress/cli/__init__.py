@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from compress import __version__
-from compress.cli import data, evaluate, spec
+from compress.cli import data, evaluate, models, spec
 from compress.cli._common import set_debug
 
 app = typer.Typer(
@@ -21,6 +21,9 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(spec.app, name="spec")
 app.command("eval")(evaluate.eval_command)
+app.command("inspect")(models.inspect_command)
+app.command("train")(models.train_command)
+app.command("checkpoint")(models.convert_checkpoint_command)
 
 
 def _version(value: bool) -> None:

@@ -20,6 +20,10 @@ def eval_command(
     split: Annotated[
         str, typer.Option(help="Split name (annotations/person_keypoints_<split>.json).")
     ] = "val",
+    model: Annotated[
+        str | None,
+        typer.Option(help="student, teacher, a checkpoint path, or an architecture name."),
+    ] = None,
     ground_truth: Annotated[
         bool,
         typer.Option(
@@ -27,30 +31,41 @@ def eval_command(
             help="Score the annotations against themselves through heatmap encode-decode.",
         ),
     ] = False,
+    flip_test: Annotated[
+        bool, typer.Option(help="Average with the horizontally flipped input.")
+    ] = False,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the metrics as JSON here.")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = 64,
-    height: Annotated[int, typer.Option(min=8, help="Network input height.")] = 256,
-    width: Annotated[int, typer.Option(min=8, help="Network input width.")] = 192,
+    height: Annotated[int, typer.Option(min=8, help="Input height for --ground-truth.")] = 256,
+    width: Annotated[int, typer.Option(min=8, help="Input width for --ground-truth.")] = 192,
 ) -> None:
     """Print OKS-AP/AR, PCK, PDJ, PCP and a per-joint table; optionally write JSON."""
+    import torch
+
     from compress.data.coco import CocoPoseDataset
-    from compress.pose.metrics import evaluate_ground_truth
+    from compress.models.zoo import resolve_model
+    from compress.pose.metrics import evaluate, evaluate_ground_truth
     from compress.pose.spec import coco17
 
-    if not ground_truth:
-        raise RecipeError(
-            "nothing to evaluate: pass --ground-truth "
-            "(model evaluation comes with trained networks)"
-        )
-    spec = coco17(height, width)
-    dataset = CocoPoseDataset.from_folder(data, split, spec)
-    metrics = evaluate_ground_truth(dataset, batch_size=batch_size)
-    print_metrics(metrics, title=f"ground truth through encode-decode — {data} [{split}], GT boxes")
+    if (model is None) == (not ground_truth):
+        raise RecipeError("give exactly one of --model or --ground-truth")
+    if model is None:
+        dataset = CocoPoseDataset.from_folder(data, split, coco17(height, width))
+        metrics = evaluate_ground_truth(dataset, batch_size=batch_size)
+        source = "ground truth through encode-decode"
+    else:
+        bundle = resolve_model(model)
+        bundle.model.eval()
+        dataset = CocoPoseDataset.from_folder(data, split, bundle.spec)
+        with torch.no_grad():
+            metrics = evaluate(bundle.model, dataset, batch_size=batch_size, flip_test=flip_test)
+        source = f"{model}{' + flip test' if flip_test else ''}"
+    print_metrics(metrics, title=f"{source} — {data} [{split}], GT boxes")
     if json_out is not None:
         payload = {
-            "source": "ground-truth",
+            "source": source,
             "data": str(data),
             "split": split,
             "metrics": metrics.to_dict(),

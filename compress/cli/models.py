@@ -1,0 +1,100 @@
+"""``pocket inspect`` and ``pocket train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from compress.cli._common import console, handle_errors
+
+
+@handle_errors
+def inspect_command(
+    model: Annotated[
+        str, typer.Argument(help="student, teacher, a checkpoint path, or an architecture name.")
+    ],
+    layers: Annotated[bool, typer.Option(help="List every layer.")] = True,
+) -> None:
+    """Print parameters, MACs at the model's input size, input/output shapes and layers."""
+    from compress.models.inspect import summarize
+    from compress.models.zoo import resolve_model
+
+    bundle = resolve_model(model)
+    summary = summarize(bundle.model, bundle.spec, layers=layers)
+    console.print(f"[bold]{model}[/]  architecture {bundle.architecture} {bundle.arguments or ''}")
+    console.print(f"parameters  {summary.params:,}")
+    console.print(
+        f"MACs        {summary.macs:,}  ({summary.gmacs:.3f} G at input {summary.input_shape})"
+    )
+    console.print(
+        f"input       {summary.input_shape}  float32 NCHW, {bundle.spec.normalization.color_order}"
+    )
+    console.print(
+        f"output      {summary.output_shape}  heatmaps, stride {bundle.spec.heatmap_stride}"
+    )
+    if layers:
+        table = Table(show_header=True, box=None)
+        for col, justify in (
+            ("layer", "left"),
+            ("type", "left"),
+            ("output", "left"),
+            ("params", "right"),
+            ("MACs", "right"),
+        ):
+            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for layer in summary.layers:
+            table.add_row(
+                layer.name,
+                layer.kind,
+                str(layer.output_shape),
+                f"{layer.params:,}",
+                f"{layer.macs:,}",
+            )
+        console.print(table)
+
+
+@handle_errors
+def train_command(
+    recipe: Annotated[
+        Path, typer.Argument(help="A training recipe (recipes/student.yaml, recipes/teacher.yaml).")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder (default: exported/<recipe name>).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the run folder's last state if there is one.")
+    ] = True,
+) -> None:
+    """Train a pose network from a recipe; works unchanged under torchrun."""
+    from compress.pipeline import run_training
+
+    result = run_training(recipe, out=out, resume=resume, console=console)
+    if result is not None:
+        console.print(f"best checkpoint: {result}")
+
+
+@handle_errors
+def convert_checkpoint_command(
+    source: Annotated[
+        Path, typer.Argument(help="Checkpoint to read (NAME, NAME.json or NAME.safetensors).")
+    ],
+    target: Annotated[Path, typer.Argument(help="Checkpoint to write (NAME).")],
+    dtype: Annotated[
+        str, typer.Option(help="Storage type of floating tensors: float16 or float32.")
+    ] = "float16",
+) -> None:
+    """Re-save a checkpoint, e.g. with fp16 storage (loading always gives float32 weights)."""
+    import torch
+
+    from compress.errors import RecipeError
+    from compress.models.bundle import load_bundle, save_bundle
+
+    dtypes = {"float16": torch.float16, "float32": torch.float32}
+    if dtype not in dtypes:
+        raise RecipeError(f"--dtype: {dtype!r} is not one of {sorted(dtypes)}")
+    bundle = load_bundle(source)
+    weights, config = save_bundle(bundle, target, dtype=dtypes[dtype])
+    console.print(f"wrote {weights} ({weights.stat().st_size / 1e6:.2f} MB) and {config}")

@@ -1,0 +1,267 @@
+"""Supervised training of a pose network on heatmap targets.
+
+AdamW with linear warm-up and cosine decay, validation (OKS-AP, PCK) every epoch, the best
+checkpoint kept, resumable from the last finished epoch. Under ``torchrun`` it runs as
+DistributedDataParallel (gloo on CPU, nccl on GPUs) with a DistributedSampler; only rank 0
+writes files or prints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from compress import _dist
+from compress.errors import DataError, ModelError
+from compress.models.bundle import Bundle, save_bundle
+from compress.models.inspect import count_macs, count_params
+from compress.pose.metrics import PoseMetrics, evaluate
+from compress.stages.losses import heatmap_mse
+from compress.stages.state import load_training_state, read_training_meta, save_training_state
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    learning_rate: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    warmup_steps: int = Field(default=300, ge=0)
+    min_lr_ratio: float = Field(default=0.01, ge=0, le=1)
+    workers: int = Field(default=1, ge=0)
+    seed: int = 0
+    eval_every: int = Field(default=1, ge=1)
+    max_steps: int | None = Field(default=None, ge=1)  # stop early (smoke tests)
+
+
+@dataclass
+class StageReport:
+    stage: str
+    seconds: float
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    metrics_before: dict[str, float] = field(default_factory=dict)
+    metrics_after: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to ``min_ratio``."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _summary(m: PoseMetrics) -> dict[str, float]:
+    return {"ap": m.ap, "ap50": m.ap50, "ar": m.ar, "pck": m.pck}
+
+
+def train(
+    bundle: Bundle,
+    config: TrainConfig,
+    train_set,
+    val_set,
+    run_dir: Path,
+    resume: bool = True,
+    console: Console | None = None,
+    loss_fn: Callable[[torch.Tensor, dict], torch.Tensor] | None = None,
+) -> tuple[Bundle, StageReport]:
+    """Train a copy of ``bundle``; returns the best-validating weights and a report.
+
+    ``run_dir`` receives ``best.{safetensors,json}``, ``last.{safetensors,json}`` (resume
+    state) and ``metrics.jsonl`` (one line per epoch). ``loss_fn(output, batch)`` replaces the
+    heatmap MSE (distillation uses this).
+    """
+    console = console or Console()
+    distributed = _dist.init_from_env()
+    main = _dist.is_main()
+    if len(train_set) == 0:
+        raise DataError("the training split has no annotated people")
+    seed_everything(config.seed + _dist.rank())
+    result = bundle.copy()
+    model = result.model
+    params_before, macs_before = count_params(model), count_macs(model, bundle.spec)
+    run_dir = Path(run_dir)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    sampler = (
+        torch.utils.data.DistributedSampler(train_set, shuffle=True, seed=config.seed)
+        if distributed
+        else None
+    )
+    loader = torch.utils.data.DataLoader(
+        train_set,
+        batch_size=config.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=config.workers,
+        drop_last=len(train_set) >= config.batch_size * _dist.world_size(),
+        persistent_workers=config.workers > 0,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    steps_per_epoch = max(1, len(loader))
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+
+    start_epoch, step, best_ap, history = 0, 0, -1.0, []
+    last_state = run_dir / "last"
+    if resume and Path(f"{last_state}.json").exists():
+        meta = read_training_meta(last_state)
+        if meta.get("architecture") != bundle.architecture:
+            raise ModelError(
+                f"{last_state}.json: resume state is for {meta.get('architecture')!r}, "
+                f"not {bundle.architecture!r}; use a new run folder or --no-resume"
+            )
+        meta = load_training_state(last_state, model, optimizer)
+        start_epoch, step, best_ap = meta["epoch"], meta["step"], meta["best_ap"]
+        history = meta.get("history", [])
+        if main:
+            console.print(f"resuming {run_dir} after epoch {start_epoch} (step {step})")
+
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    t0 = last_log = time.perf_counter()
+    first_step = step
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.3f}  lr {task.fields[lr]:.2e}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not main,
+    )
+    metrics_before = history[0]["before"] if history and "before" in history[0] else {}
+    with progress:
+        task = progress.add_task(
+            "train", total=total_steps, completed=step, loss=float("nan"), lr=0.0
+        )
+        for epoch in range(start_epoch, config.epochs):
+            if step >= total_steps:
+                break
+            if hasattr(train_set, "set_epoch"):
+                train_set.set_epoch(epoch)
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            ddp_model.train()
+            losses = []
+            for batch in loader:
+                factor = lr_factor(step, total_steps, config.warmup_steps, config.min_lr_ratio)
+                for group in optimizer.param_groups:
+                    group["lr"] = config.learning_rate * factor
+                output = ddp_model(batch["image"])
+                loss = (
+                    loss_fn(output, batch)
+                    if loss_fn is not None
+                    else heatmap_mse(output, batch["heatmaps"], batch["weights"])
+                )
+                if not torch.isfinite(loss):
+                    raise ModelError(
+                        f"training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                        f"(images {batch['image_id'][:4].tolist()}...); lower the learning rate"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+                step += 1
+                progress.update(task, advance=1, loss=loss.item(), lr=config.learning_rate * factor)
+                if main and not console.is_terminal and time.perf_counter() - last_log > 60:
+                    # No live bar in logs (CI, nohup): a plain line a minute instead.
+                    last_log = time.perf_counter()
+                    elapsed = last_log - t0
+                    rate = (step - first_step) / max(elapsed, 1e-9)
+                    eta = (total_steps - step) / max(rate, 1e-9)
+                    console.print(
+                        f"step {step}/{total_steps}  loss {loss.item():.4f}  "
+                        f"lr {config.learning_rate * factor:.2e}  "
+                        f"{rate * config.batch_size:.1f} samples/s  "
+                        f"elapsed {elapsed / 60:.1f} min  eta {eta / 60:.1f} min"
+                    )
+                if step >= total_steps:
+                    break
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "step": step,
+                "loss": _dist.all_reduce_mean(float(np.mean(losses)) if losses else float("nan")),
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+            last_epoch = epoch + 1 == config.epochs or step >= total_steps
+            if main and ((epoch + 1) % config.eval_every == 0 or last_epoch):
+                model.eval()
+                with torch.no_grad():
+                    metrics = evaluate(model, val_set, batch_size=64)
+                record.update(_summary(metrics))
+                if metrics.ap > best_ap:
+                    best_ap = metrics.ap
+                    result.provenance = {"trained": {**record, "config": config.model_dump()}}
+                    save_bundle(result, run_dir / "best")
+                progress.console.print(
+                    f"epoch {epoch + 1}: loss {record['loss']:.4f}  AP {metrics.ap:.4f}  "
+                    f"PCK {metrics.pck:.4f}  best AP {best_ap:.4f}"
+                )
+            history.append(record)
+            if main:
+                with (run_dir / "metrics.jsonl").open("a") as log:
+                    log.write(json.dumps(record) + "\n")
+                meta = {
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "best_ap": best_ap,
+                    "architecture": bundle.architecture,
+                    "history": history,
+                }
+                save_training_state(last_state, model, optimizer, meta)
+            _dist.barrier()
+
+    # Every rank returns the best weights rank 0 kept.
+    _dist.barrier()
+    best = run_dir / "best.safetensors"
+    if best.exists():
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(best)))
+    report = StageReport(
+        stage="train",
+        seconds=time.perf_counter() - t0,
+        params_before=params_before,
+        params_after=count_params(model),
+        macs_before=macs_before,
+        macs_after=count_macs(model, bundle.spec),
+        metrics_before=metrics_before,
+        metrics_after={
+            k: v
+            for k, v in (history[-1] if history else {}).items()
+            if k in ("ap", "ap50", "ar", "pck")
+        },
+        details={"best_ap": best_ap, "epochs": len(history), "steps": step},
+    )
+    return result, report

@@ -1,0 +1,119 @@
+"""Training: a few real steps, resume, the recipe, and two-process DistributedDataParallel."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from compress.data.coco import AugmentConfig, CocoPoseDataset
+from compress.errors import ModelError
+from compress.models import Bundle, load_bundle
+from compress.pose.spec import coco17
+from compress.stages.train import TrainConfig, lr_factor, train
+
+REPO = Path(__file__).resolve().parent.parent
+SPEC = coco17(64, 64)
+
+
+@pytest.fixture(scope="module")
+def datasets(synthetic_root: Path):
+    return (
+        CocoPoseDataset.from_folder(synthetic_root, "train", SPEC, augment=AugmentConfig()),
+        CocoPoseDataset.from_folder(synthetic_root, "val", SPEC),
+    )
+
+
+def test_lr_schedule_warms_up_then_decays() -> None:
+    assert lr_factor(0, 100, 10, 0.0) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10, 0.0) == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10, 0.0) == pytest.approx(0.5)
+    assert lr_factor(100, 100, 10, 0.01) == pytest.approx(0.01)
+
+
+def test_training_steps_write_checkpoints_and_resume(tmp_path: Path, datasets) -> None:
+    train_set, val_set = datasets
+    bundle = Bundle.build("tests.user_models:tiny_pose", SPEC)
+    before = {k: v.clone() for k, v in bundle.model.state_dict().items()}
+    steps_per_epoch = len(train_set) // 8
+    config = TrainConfig(epochs=2, batch_size=8, workers=0, warmup_steps=1)
+    result, report = train(bundle, config, train_set, val_set, tmp_path / "run")
+    # The input bundle is untouched; the result moved.
+    assert all(torch.equal(before[k], v) for k, v in bundle.model.state_dict().items())
+    assert any(not torch.equal(before[k], v) for k, v in result.model.state_dict().items())
+    assert {p.name for p in (tmp_path / "run").iterdir()} >= {
+        "best.safetensors",
+        "best.json",
+        "last.safetensors",
+        "last.json",
+        "metrics.jsonl",
+    }
+    log = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [r["epoch"] for r in log] == [1, 2] and all("ap" in r and "loss" in r for r in log)
+    assert report.details["steps"] == 2 * steps_per_epoch
+    best = load_bundle(tmp_path / "run" / "best")
+    assert best.provenance["trained"]["epoch"] in (1, 2)
+
+    longer = TrainConfig(epochs=3, batch_size=8, workers=0, warmup_steps=1)
+    _, resumed = train(bundle, longer, train_set, val_set, tmp_path / "run")
+    log = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [r["epoch"] for r in log] == [1, 2, 3]  # resumed after epoch 2, not from scratch
+    assert resumed.details["steps"] == 3 * steps_per_epoch
+
+
+def test_resume_refuses_another_architecture(tmp_path: Path, datasets) -> None:
+    train_set, val_set = datasets
+    config = TrainConfig(epochs=1, batch_size=8, workers=0, max_steps=2)
+    train(Bundle.build("tests.user_models:tiny_pose", SPEC), config, train_set, val_set, tmp_path)
+    with pytest.raises(ModelError, match=r"resume state is for 'tests\.user_models:tiny_pose'"):
+        train(Bundle.build("mobilepose", SPEC, width=0.25), config, train_set, val_set, tmp_path)
+
+
+def test_nan_loss_stops_with_the_step_named(tmp_path: Path, datasets) -> None:
+    train_set, val_set = datasets
+    config = TrainConfig(epochs=1, batch_size=8, workers=0, max_steps=2)
+
+    def nan_loss(output, batch):
+        return output.sum() * float("nan")
+
+    with pytest.raises(ModelError, match=r"training loss became nan at epoch 1, step 1"):
+        train(
+            Bundle.build("tests.user_models:tiny_pose", SPEC),
+            config,
+            train_set,
+            val_set,
+            tmp_path,
+            loss_fn=nan_loss,
+        )
+
+
+def test_two_process_ddp_ends_with_identical_weights(tmp_path: Path, synthetic_root: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(REPO / "tests" / "ddp_worker.py"),
+        str(synthetic_root),
+        str(tmp_path),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0, rank1 = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1))
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+    # Only rank 0 wrote the run folder.
+    assert (tmp_path / "run" / "best.json").exists()

@@ -1,0 +1,36 @@
+"""A user's own network, as a user would write it: any keypoint count, any input size."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from compress.pose.spec import PoseSpec
+
+
+class TinyPose(nn.Module):
+    def __init__(self, spec: PoseSpec, channels: int = 8) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, channels, 3, 2, 1),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(channels, spec.num_keypoints, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def tiny_pose(spec: PoseSpec, channels: int = 8) -> nn.Module:
+    return TinyPose(spec, channels)
+
+
+def raises(spec: PoseSpec) -> nn.Module:
+    raise RuntimeError("the user's builder failed")
+
+
+def not_a_module(spec: PoseSpec) -> str:
+    return "oops"
