@@ -36,6 +36,7 @@ class SpecSection(Strict):
     """The PoseSpec: COCO-17 at ``input_size`` unless ``file`` names a PoseSpec JSON."""
 
     input_size: tuple[int, int] = (160, 128)  # (height, width)
+    heatmap_activation: Literal["softmax", "none"] = "softmax"
     file: Path | None = None
 
 
@@ -74,7 +75,7 @@ class TrainRecipe(Strict):
     def pose_spec(self, base: Path) -> PoseSpec:
         if self.spec.file is not None:
             return PoseSpec.load(resolve(base, self.spec.file))
-        return coco17(*self.spec.input_size)
+        return coco17(*self.spec.input_size, heatmap_activation=self.spec.heatmap_activation)
 
 
 def resolve(base: Path, path: Path) -> Path:

@@ -19,7 +19,7 @@ from compress.stages.train import TrainConfig, train
 def main() -> None:
     data_root, out = Path(sys.argv[1]), Path(sys.argv[2])
     torch.set_num_threads(1)
-    spec = coco17(64, 64)
+    spec = coco17(64, 64, heatmap_activation="softmax")
     train_set = CocoPoseDataset.from_folder(data_root, "train", spec, augment=AugmentConfig())
     val_set = CocoPoseDataset.from_folder(data_root, "val", spec)
     bundle = Bundle.build("tests.user_models:tiny_pose", spec)

@@ -94,3 +94,18 @@ def test_to_image_coordinates_uses_each_sample_matrix() -> None:
     out = to_image_coordinates(centre, np.stack([m1, m2]), heatmap_stride=4)
     assert out[0, 0] == pytest.approx([50.0, 50.0])
     assert out[1, 0] == pytest.approx([300.0, 200.0])
+
+
+def test_softmax_activation_turns_logits_into_unit_peak_heatmaps(spec: PoseSpec) -> None:
+    from compress.pose.decode import activate_heatmaps
+
+    softmax_spec = spec.model_copy(update={"heatmap_activation": "softmax"})
+    kps = np.array([[20.3, 30.8]])
+    target, _ = encode_heatmaps(kps, np.array([2]), (64, 48), sigma=2.0)
+    logits = np.log(np.maximum(target, 1e-12))[None] + 5.0  # any offset: softmax ignores it
+    maps = activate_heatmaps(logits, softmax_spec)
+    assert maps.max() == pytest.approx(1.0, abs=0.02)  # like an MSE-trained map
+    coords, _ = decode_heatmaps(maps)
+    assert coords[0, 0] == pytest.approx(kps[0], abs=1e-3)
+    # 'none' passes outputs through untouched
+    assert np.array_equal(activate_heatmaps(target[None], spec), target[None])

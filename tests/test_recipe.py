@@ -70,7 +70,11 @@ def _write(tmp_path: Path, text: str) -> Path:
             "trian:\n  epochs: 1\n",
             "unknown key 'trian'; did you mean 'train'?",
         ),
-        ("  input_size: [64, 64]", "  input_size: [64]", "recipe.yaml:7: spec.input_size: too few items (nothing at position 1)"),
+        (
+            "  input_size: [64, 64]",
+            "  input_size: [64]",
+            "recipe.yaml:7: spec.input_size: too few items (nothing at position 1)",
+        ),
         (
             "  arguments: {width: 0.5}",
             "  arguments: [0.5]",
@@ -88,7 +92,9 @@ def test_malformed_recipes_name_key_and_line(
 
 
 def test_yaml_syntax_and_shape_errors(tmp_path: Path) -> None:
-    with pytest.raises(RecipeError, match=r"recipe\.yaml: line 2 not valid YAML \(found character '\\t'"):
+    with pytest.raises(
+        RecipeError, match=r"recipe\.yaml: line 2 not valid YAML \(found character '\\t'"
+    ):
         load_recipe(_write(tmp_path, "version: 1\n\tname: x\n"), TrainRecipe)
     with pytest.raises(RecipeError, match="a recipe is a YAML mapping of sections, got list"):
         load_recipe(_write(tmp_path, "- 1\n- 2\n"), TrainRecipe)

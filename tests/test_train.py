@@ -19,7 +19,7 @@ from compress.pose.spec import coco17
 from compress.stages.train import TrainConfig, lr_factor, train
 
 REPO = Path(__file__).resolve().parent.parent
-SPEC = coco17(64, 64)
+SPEC = coco17(64, 64, heatmap_activation="softmax")
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +117,29 @@ def test_two_process_ddp_ends_with_identical_weights(tmp_path: Path, synthetic_r
         assert torch.equal(rank0[key], rank1[key]), key
     # Only rank 0 wrote the run folder.
     assert (tmp_path / "run" / "best.json").exists()
+
+
+def test_softmax_cross_entropy_prefers_the_right_peak() -> None:
+    from compress.stages.losses import softmax_cross_entropy
+
+    target = torch.zeros(1, 2, 8, 8)
+    target[0, 0, 2, 3] = target[0, 1, 5, 5] = 1.0
+    right = target * 10
+    wrong = torch.roll(target, 2, dims=-1) * 10
+    assert softmax_cross_entropy(right, target) < softmax_cross_entropy(wrong, target)
+    weights = torch.tensor([[1.0, 0.0]])  # the second joint is unlabelled: its error is ignored
+    mixed = torch.cat([right[:, :1], wrong[:, 1:]], dim=1)
+    assert softmax_cross_entropy(mixed, target, weights) == pytest.approx(
+        softmax_cross_entropy(right[:, :1], target[:, :1]).item()
+    )
+
+
+def test_loss_and_spec_activation_must_agree(tmp_path: Path, datasets) -> None:
+    from compress.errors import RecipeError
+
+    train_set, val_set = datasets
+    bundle = Bundle.build("tests.user_models:tiny_pose", SPEC)
+    with pytest.raises(
+        RecipeError, match=r"train\.loss 'mse' trains outputs for heatmap_activation 'none'"
+    ):
+        train(bundle, TrainConfig(loss="mse", max_steps=1), train_set, val_set, tmp_path)

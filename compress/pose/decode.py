@@ -10,7 +10,23 @@ from __future__ import annotations
 import numpy as np
 
 from compress.data.transforms import apply_matrix
-from compress.pose.spec import Decoder
+from compress.pose.spec import Decoder, HeatmapActivation, PoseSpec
+
+
+def activate_heatmaps(outputs: np.ndarray, spec: PoseSpec) -> np.ndarray:
+    """Raw network outputs (N, K, H, W) to heatmaps, as ``spec.heatmap_activation`` says.
+
+    Softmax maps are scaled by 2 pi sigma^2, the inverse peak of a normalised Gaussian target,
+    so a confident prediction peaks near 1 like an MSE-trained map and confidences compare.
+    """
+    outputs = np.asarray(outputs, dtype=np.float32)
+    if HeatmapActivation(spec.heatmap_activation) is HeatmapActivation.NONE:
+        return outputs
+    n, k, h, w = outputs.shape
+    flat = outputs.reshape(n, k, h * w)
+    flat = np.exp(flat - flat.max(axis=-1, keepdims=True))
+    flat /= flat.sum(axis=-1, keepdims=True)
+    return (flat * (2 * np.pi * spec.heatmap_sigma**2)).reshape(n, k, h, w)
 
 
 def decode_heatmaps(

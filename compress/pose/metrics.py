@@ -30,7 +30,12 @@ from pycocotools.cocoeval import COCOeval
 
 from compress.data.coco import PIXEL_CENTER
 from compress.errors import DataError
-from compress.pose.decode import decode_heatmaps, flip_heatmaps, to_image_coordinates
+from compress.pose.decode import (
+    activate_heatmaps,
+    decode_heatmaps,
+    flip_heatmaps,
+    to_image_coordinates,
+)
 from compress.pose.spec import PoseSpec
 
 Predict = Callable[[torch.Tensor], "np.ndarray | torch.Tensor"]
@@ -285,14 +290,17 @@ def evaluate(
     flip_test: bool = False,
     num_workers: int = 0,
 ) -> PoseMetrics:
-    """Score ``predict`` (float32 NCHW batch -> heatmaps) on an evaluation dataset."""
+    """Score ``predict`` (float32 NCHW batch -> raw outputs) on an evaluation dataset.
+
+    Outputs become heatmaps through the spec's ``heatmap_activation`` before decoding.
+    """
     spec: PoseSpec = dataset.spec
 
     def heatmaps(batch: dict) -> np.ndarray:
         images = batch["image"]
-        out = _to_numpy(predict(images))
+        out = activate_heatmaps(_to_numpy(predict(images)), spec)
         if flip_test:
-            flipped = _to_numpy(predict(torch.flip(images, dims=[-1])))
+            flipped = activate_heatmaps(_to_numpy(predict(torch.flip(images, dims=[-1]))), spec)
             out = (out + flip_heatmaps(flipped, spec.flip_permutation)) / 2
         return out
 

@@ -31,6 +31,13 @@ class Decoder(StrEnum):
     QUARTER_OFFSET = "quarter_offset"  # classic: move 0.25 px toward the higher neighbour
 
 
+class HeatmapActivation(StrEnum):
+    """How the network's raw outputs become heatmaps before decoding."""
+
+    NONE = "none"  # outputs are heatmaps already (trained with MSE on Gaussians)
+    SOFTMAX = "softmax"  # per-joint spatial logits (trained with softmax cross-entropy)
+
+
 class Normalization(BaseModel):
     """Pixel normalisation: ``x = (pixel - mean) / std`` with pixels in 0..255.
 
@@ -77,6 +84,7 @@ class PoseSpec(BaseModel):
     layout: Layout = Layout.NCHW
     heatmap_stride: int = Field(default=4, gt=0)
     heatmap_sigma: float = Field(default=2.0, gt=0)
+    heatmap_activation: HeatmapActivation = HeatmapActivation.NONE
     decoder: Decoder = Decoder.DARK
 
     @model_validator(mode="after")

@@ -5,6 +5,23 @@ from __future__ import annotations
 import torch
 
 
+def softmax_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Cross-entropy between each joint's spatial softmax and its normalised Gaussian target.
+
+    Every labelled joint pulls its whole map toward one peak, so training leaves the
+    all-background plateau of heatmap MSE far sooner (measured: benchmarks in README).
+    """
+    logp = torch.log_softmax(logits.flatten(2), dim=-1)
+    dist = target.flatten(2)
+    dist = dist / dist.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+    per_joint = -(dist * logp).sum(dim=-1)
+    if weights is None:
+        return per_joint.mean()
+    return (per_joint * weights).sum() / weights.sum().clamp_min(1.0)
+
+
 def heatmap_mse(
     pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
 ) -> torch.Tensor:

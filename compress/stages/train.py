@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -24,12 +24,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from compress import _dist
-from compress.errors import DataError, ModelError
+from compress.errors import DataError, ModelError, RecipeError
 from compress.models.bundle import Bundle, save_bundle
 from compress.models.inspect import count_macs, count_params
 from compress.pose.metrics import PoseMetrics, evaluate
-from compress.stages.losses import heatmap_mse
+from compress.stages.losses import heatmap_mse, softmax_cross_entropy
 from compress.stages.state import load_training_state, read_training_meta, save_training_state
+
+LOSS_ACTIVATION = {"softmax_ce": "softmax", "mse": "none"}
 
 
 class TrainConfig(BaseModel):
@@ -45,6 +47,8 @@ class TrainConfig(BaseModel):
     seed: int = 0
     eval_every: int = Field(default=1, ge=1)
     max_steps: int | None = Field(default=None, ge=1)  # stop early (smoke tests)
+    # softmax_ce needs spec.heatmap_activation 'softmax'; mse needs 'none'.
+    loss: Literal["softmax_ce", "mse"] = "softmax_ce"
 
 
 @dataclass
@@ -95,6 +99,13 @@ def train(
     heatmap MSE (distillation uses this).
     """
     console = console or Console()
+    activation = str(bundle.spec.heatmap_activation)
+    if LOSS_ACTIVATION[config.loss] != activation:
+        raise RecipeError(
+            f"train.loss {config.loss!r} trains outputs for heatmap_activation "
+            f"{LOSS_ACTIVATION[config.loss]!r}, but the pose spec says {activation!r}"
+        )
+    default_loss = softmax_cross_entropy if config.loss == "softmax_ce" else heatmap_mse
     distributed = _dist.init_from_env()
     main = _dist.is_main()
     if len(train_set) == 0:
@@ -180,7 +191,7 @@ def train(
                 loss = (
                     loss_fn(output, batch)
                     if loss_fn is not None
-                    else heatmap_mse(output, batch["heatmaps"], batch["weights"])
+                    else default_loss(output, batch["heatmaps"], batch["weights"])
                 )
                 if not torch.isfinite(loss):
                     raise ModelError(

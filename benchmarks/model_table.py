@@ -1,0 +1,51 @@
+"""The README model table: params, MACs, input size, checkpoint size and accuracy of the
+shipped networks on the synthetic val split their recipes train against.
+
+Run: POCKET_CACHE=.cache .venv/bin/python benchmarks/model_table.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from compress.data.coco import CocoPoseDataset
+from compress.data.sources import synthetic_splits
+from compress.models.bundle import checkpoint_paths
+from compress.models.inspect import summarize
+from compress.models.zoo import SHIPPED, resolve_model, shipped_path
+from compress.pose.metrics import evaluate
+from compress.recipe import TrainRecipe, load_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    print(f"{'model':8} {'arch':11} {'params':>10} {'GMACs':>6} {'input':>8} {'ckpt MB':>8} "
+          f"{'AP':>6} {'AP50':>6} {'AR':>6} {'PCK':>6} {'people':>6}")  # fmt: skip
+    for name in SHIPPED:
+        weights, _ = checkpoint_paths(shipped_path(name))
+        if not weights.exists():
+            print(f"{name:8} (not shipped yet)")
+            continue
+        bundle = resolve_model(name)
+        recipe = load_recipe(REPO / "recipes" / f"{name}.yaml", TrainRecipe)
+        s = recipe.data.synthetic
+        _, val_split = synthetic_splits(s.train, s.val, s.seed, s.image_size)
+        dataset = CocoPoseDataset(val_split, bundle.spec)
+        bundle.model.eval()
+        with torch.no_grad():
+            m = evaluate(bundle.model, dataset)
+        summary = summarize(bundle.model, bundle.spec, layers=False)
+        h, w = bundle.spec.input_size
+        print(
+            f"{name:8} {bundle.architecture:11} {summary.params:10,} {summary.gmacs:6.3f} "
+            f"{f'{h}x{w}':>8} {weights.stat().st_size / 1e6:8.2f} {m.ap:6.3f} {m.ap50:6.3f} "
+            f"{m.ar:6.3f} {m.pck:6.3f} {m.num_people:6d}"
+        )
+
+
+if __name__ == "__main__":
+    main()
