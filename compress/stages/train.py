@@ -214,7 +214,8 @@ def train(
                         f"step {step}/{total_steps}  loss {loss.item():.4f}  "
                         f"lr {config.learning_rate * factor:.2e}  "
                         f"{rate * config.batch_size:.1f} samples/s  "
-                        f"elapsed {elapsed / 60:.1f} min  eta {eta / 60:.1f} min"
+                        f"elapsed {elapsed / 60:.1f} min  eta {eta / 60:.1f} min",
+                        soft_wrap=True,
                     )
                 if step >= total_steps:
                     break
@@ -237,7 +238,8 @@ def train(
                     save_bundle(result, run_dir / "best")
                 progress.console.print(
                     f"epoch {epoch + 1}: loss {record['loss']:.4f}  AP {metrics.ap:.4f}  "
-                    f"PCK {metrics.pck:.4f}  best AP {best_ap:.4f}"
+                    f"PCK {metrics.pck:.4f}  best AP {best_ap:.4f}",
+                    soft_wrap=True,
                 )
             history.append(record)
             if main:
