@@ -154,3 +154,63 @@ def test_missing_shipped_or_unknown_models_are_named() -> None:
     assert (
         "'no-such-model' is not a shipped network, a checkpoint or an architecture" in result.output
     )
+
+
+def _five_keypoint_dataset(source: Path, target: Path) -> list[str]:
+    """The synthetic people reduced to 5 keypoints: another keypoint set, same COCO format."""
+    names = ["nose", "left_wrist", "right_wrist", "left_ankle", "right_ankle"]
+    full = json.loads((source / "annotations" / "person_keypoints_val.json").read_text())
+    order = full["categories"][0]["keypoints"]
+    picks = [order.index(n) for n in names]
+    (target / "annotations").mkdir(parents=True)
+    for split in ("train", "val"):
+        data = json.loads((source / "annotations" / f"person_keypoints_{split}.json").read_text())
+        for ann in data["annotations"]:
+            kps = ann["keypoints"]
+            ann["keypoints"] = [v for i in picks for v in kps[3 * i : 3 * i + 3]]
+            ann["num_keypoints"] = sum(1 for v in ann["keypoints"][2::3] if v > 0)
+        data["categories"] = [
+            {"id": 1, "name": "person", "keypoints": names, "skeleton": [[2, 3], [4, 5]]}
+        ]
+        (target / "annotations" / f"person_keypoints_{split}.json").write_text(json.dumps(data))
+    (target / "images").symlink_to(source / "images")
+    return names
+
+
+def test_a_user_network_with_five_keypoints_trains_saves_reloads_and_evaluates(
+    tmp_path: Path, synthetic_root: Path, monkeypatch
+) -> None:
+    from compress.pose.spec import PoseSpec
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    data = tmp_path / "five"
+    names = _five_keypoint_dataset(synthetic_root, data)
+    spec = PoseSpec(
+        name="five",
+        keypoints=tuple(names),
+        flip_pairs=(("left_wrist", "right_wrist"), ("left_ankle", "right_ankle")),
+        skeleton=(("left_wrist", "right_wrist"), ("left_ankle", "right_ankle")),
+        oks_sigmas=(0.026, 0.062, 0.062, 0.089, 0.089),
+        input_height=80,
+        input_width=48,
+        heatmap_activation="softmax",
+    )
+    (tmp_path / "five.json").write_text(spec.to_json())
+    recipe = tmp_path / "five.yaml"
+    recipe.write_text(
+        "version: 1\n"
+        "name: five\n"
+        "model: {architecture: 'tests.user_models:tiny_pose'}\n"
+        "spec: {file: five.json}\n"
+        "data: {coco: {root: five}}\n"
+        "train: {epochs: 1, batch_size: 8, workers: 0, max_steps: 2}\n"
+    )
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    checkpoint = tmp_path / "run" / "best.json"
+    assert json.loads(checkpoint.read_text())["spec"]["keypoints"] == names
+    result = runner.invoke(app, ["eval", "--data", str(data), "--model", str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    assert "right_ankle" in result.output and "left_eye" not in result.output
+    result = runner.invoke(app, ["inspect", str(checkpoint), "--no-layers"])
+    assert "output      (1, 5, 20, 12)" in result.output
