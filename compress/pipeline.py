@@ -11,7 +11,7 @@ from compress.data.coco import AugmentConfig, CocoPoseDataset
 from compress.data.sources import coco_splits, synthetic_splits
 from compress.models.bundle import Bundle, load_bundle
 from compress.recipe import TrainRecipe, load_recipe, recipe_hash, resolve
-from compress.stages.train import train
+from compress.stages.train import seed_everything, train
 
 
 def load_datasets(recipe: TrainRecipe, base: Path, spec, seed: int):
@@ -40,6 +40,7 @@ def run_training(
     recipe = load_recipe(recipe_path, TrainRecipe)
     base = Path(recipe_path).resolve().parent
     spec = recipe.pose_spec(base)
+    seed_everything(recipe.train.seed)  # before building: initial weights are part of the run
     if recipe.model.checkpoint is not None:
         bundle = load_bundle(resolve(base, recipe.model.checkpoint), spec)
     else:

@@ -96,7 +96,7 @@ def train(
 
     ``run_dir`` receives ``best.{safetensors,json}``, ``last.{safetensors,json}`` (resume
     state) and ``metrics.jsonl`` (one line per epoch). ``loss_fn(output, batch)`` replaces the
-    heatmap MSE (distillation uses this).
+    configured loss (distillation uses this).
     """
     console = console or Console()
     activation = str(bundle.spec.heatmap_activation)
@@ -126,6 +126,8 @@ def train(
         if distributed
         else None
     )
+    # Re-seeded every epoch, so a resumed run sees the same order as an uninterrupted one.
+    shuffle = torch.Generator()
     loader = torch.utils.data.DataLoader(
         train_set,
         batch_size=config.batch_size,
@@ -134,7 +136,7 @@ def train(
         num_workers=config.workers,
         drop_last=len(train_set) >= config.batch_size * _dist.world_size(),
         persistent_workers=config.workers > 0,
-        generator=torch.Generator().manual_seed(config.seed),
+        generator=shuffle,
     )
     steps_per_epoch = max(1, len(loader))
     total_steps = config.epochs * steps_per_epoch
@@ -169,7 +171,6 @@ def train(
         console=console,
         disable=not main,
     )
-    metrics_before = history[0]["before"] if history and "before" in history[0] else {}
     with progress:
         task = progress.add_task(
             "train", total=total_steps, completed=step, loss=float("nan"), lr=0.0
@@ -179,6 +180,7 @@ def train(
                 break
             if hasattr(train_set, "set_epoch"):
                 train_set.set_epoch(epoch)
+            shuffle.manual_seed(config.seed * 100_003 + epoch)
             if sampler is not None:
                 sampler.set_epoch(epoch)
             ddp_model.train()
@@ -269,7 +271,7 @@ def train(
         params_after=count_params(model),
         macs_before=macs_before,
         macs_after=count_macs(model, bundle.spec),
-        metrics_before=metrics_before,
+        metrics_before={},
         metrics_after={
             k: v
             for k, v in (history[-1] if history else {}).items()
