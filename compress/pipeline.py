@@ -18,9 +18,9 @@ def load_datasets(recipe: TrainRecipe, base: Path, spec, seed: int):
     data = recipe.data
     if data.synthetic is not None:
         s = data.synthetic
-        # Rank 0 generates; the others wait and then read the same files.
+        # Rank 0 generates (once, cached); the others wait, then everyone finds the same files.
         if _dist.is_main():
-            train_split, val_split = synthetic_splits(s.train, s.val, s.seed, s.image_size)
+            synthetic_splits(s.train, s.val, s.seed, s.image_size)
         _dist.barrier()
         train_split, val_split = synthetic_splits(s.train, s.val, s.seed, s.image_size)
     else:
