@@ -6,7 +6,7 @@ POCKET := $(VENV)/bin/pocket
 STAMP  := $(VENV)/.pocket-installed
 DEMO_DATA := .cache/synthetic-demo
 
-.PHONY: venv demo test test-slow lint format bench-data train-student train-teacher clean
+.PHONY: venv demo test test-slow lint format bench-data train-student train-teacher retrain-check clean
 
 venv: $(STAMP)
 
@@ -53,6 +53,10 @@ train-student: venv
 train-teacher: venv
 	POCKET_CACHE=.cache $(POCKET) train recipes/teacher.yaml
 	$(POCKET) checkpoint exported/teacher/best compress/checkpoints/teacher --dtype float16
+
+# Retrain both from their recipes and check each lands within 2 AP points of what ships.
+retrain-check: venv
+	POCKET_CACHE=.cache $(PY) benchmarks/retrain_check.py
 
 clean:
 	rm -rf .cache .pytest_cache .ruff_cache
