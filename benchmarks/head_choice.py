@@ -90,7 +90,8 @@ def main() -> None:
                 "gmacs": summary.gmacs,
                 "params": summary.params,
                 "tflite_mb": tflite.stat().st_size / 1e6,
-                "onnx_mb": onnx_path.stat().st_size / 1e6,
+                # The dynamo exporter may keep weights in a side file: count every part.
+                "onnx_mb": sum(p.stat().st_size for p in Path(tmp).glob(f"{head}.onnx*")) / 1e6,
                 "err_tflite": err_tflite,
                 "err_onnx": err_onnx,
             }
