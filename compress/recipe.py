@@ -119,7 +119,7 @@ def _explain(
 ) -> str:
     lines = []
     for err in exc.errors():
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and p in ("function-after",))]
+        loc = list(err["loc"])
         key = ".".join(str(p) for p in loc) or "(top level)"
         line = _line_of(root, loc)
         where = f"{path}:{line}" if line else str(path)
