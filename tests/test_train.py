@@ -40,6 +40,7 @@ def test_lr_schedule_warms_up_then_decays() -> None:
 def test_training_steps_write_checkpoints_and_resume(tmp_path: Path, datasets) -> None:
     train_set, val_set = datasets
     bundle = Bundle.build("tests.user_models:tiny_pose", SPEC)
+    bundle.provenance = {"note": "from the caller"}
     before = {k: v.clone() for k, v in bundle.model.state_dict().items()}
     steps_per_epoch = len(train_set) // 8
     config = TrainConfig(epochs=2, batch_size=8, workers=0, warmup_steps=1)
@@ -61,6 +62,7 @@ def test_training_steps_write_checkpoints_and_resume(tmp_path: Path, datasets) -
     assert report.details["steps"] == 2 * steps_per_epoch
     best = load_bundle(tmp_path / "run" / "best")
     assert best.provenance["trained"]["epoch"] in (1, 2)
+    assert best.provenance["note"] == "from the caller"  # kept, not replaced
 
     longer = TrainConfig(epochs=3, batch_size=8, workers=0, warmup_steps=1)
     _, resumed = train(bundle, longer, train_set, val_set, tmp_path / "run")

@@ -240,7 +240,10 @@ def train(
                 record.update(_summary(metrics))
                 if metrics.ap > best_ap:
                     best_ap = metrics.ap
-                    result.provenance = {"trained": {**record, "config": config.model_dump()}}
+                    result.provenance = {
+                        **bundle.provenance,
+                        "trained": {**record, "config": config.model_dump()},
+                    }
                     save_bundle(result, run_dir / "best")
                 progress.console.print(
                     f"epoch {epoch + 1}: loss {record['loss']:.4f}  AP {metrics.ap:.4f}  "
