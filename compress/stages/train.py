@@ -49,7 +49,8 @@ class TrainConfig(BaseModel):
     max_steps: int | None = Field(default=None, ge=1)  # stop early (smoke tests)
     # softmax_ce needs spec.heatmap_activation 'softmax'; mse needs 'none'.
     loss: Literal["softmax_ce", "mse"] = "softmax_ce"
-    # NHWC memory layout for convolutions: 1.65x faster training on this AVX-512 CPU.
+    # NHWC memory layout for convolutions: 1.63x faster training on this AVX-512 CPU
+    # (benchmarks/train_speed.py).
     channels_last: bool = True
 
 
