@@ -213,9 +213,7 @@ def predict_keypoints(
     )
     parts: dict[str, list] = {k: [] for k in ("ids", "anns", "kps", "scores", "gt", "boxes")}
     for batch in loader:
-        heatmaps = heatmaps_for_batch(batch)
-        if isinstance(heatmaps, torch.Tensor):
-            heatmaps = heatmaps.detach().float().cpu().numpy()
+        heatmaps = _to_numpy(heatmaps_for_batch(batch))
         expected = (len(batch["image"]), spec.num_keypoints, *spec.heatmap_size)
         if tuple(heatmaps.shape) != expected:
             raise DataError(f"model output has shape {tuple(heatmaps.shape)}, expected {expected}")
