@@ -2,7 +2,8 @@
 
 Exports the student with each head to TFLite (litert-torch, fp32) and ONNX (torch.onnx dynamo,
 fp32) and times them in their runtimes (LiteRT interpreter with XNNPACK, ONNX Runtime CPU),
-one thread, same process, interleaved so machine noise hits both alike.
+one thread, same process, interleaved so machine noise hits both alike. Both heads are
+measured without skip connections (skips=False), as they were when the head was chosen.
 
 Run: .venv/bin/python benchmarks/head_choice.py
 """
@@ -52,7 +53,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for head in ("upsample", "deconv"):
             torch.manual_seed(0)
-            model = build_architecture("mobilepose", spec, head=head).eval()
+            model = build_architecture("mobilepose", spec, head=head, skips=False).eval()
             summary = summarize(model, spec, layers=False)
             tflite = Path(tmp) / f"{head}.tflite"
             litert_torch.convert(model, (x,)).export(str(tflite))

@@ -1,7 +1,8 @@
 """Heatmap MSE against spatial-softmax cross-entropy for training the student from scratch.
 
 Both losses train the same student (same seed, data, augmentation, AdamW, warm-up + cosine
-over --steps) and are scored on the synthetic val split at the end. Takes ~6 min per loss
+over --steps) and are scored on the synthetic val split at the end. The student has no skip
+connections (skips=False), as when the loss was chosen. Takes ~6 min per loss
 for the default 550 steps on 2 cores.
 
 Run: POCKET_CACHE=.cache .venv/bin/python benchmarks/loss_choice.py --steps 550
@@ -30,7 +31,7 @@ def run(loss_name: str, steps: int, lr: float) -> str:
     train_split, val_split = synthetic_splits(10000, 300, 1, 256)
     train_set = CocoPoseDataset(train_split, spec, augment=AugmentConfig())
     val_set = CocoPoseDataset(val_split, spec)
-    model = build_architecture("mobilepose", spec)
+    model = build_architecture("mobilepose", spec, skips=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     loader = torch.utils.data.DataLoader(
         train_set, batch_size=32, shuffle=True, num_workers=1, drop_last=True

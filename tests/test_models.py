@@ -20,11 +20,27 @@ SPEC = coco17(64, 64)
 
 @pytest.mark.parametrize("name", ["mobilepose", "respose"])
 @pytest.mark.parametrize("head", ["upsample", "deconv"])
-def test_builtin_architectures_give_stride_4_heatmaps(name: str, head: str) -> None:
-    model = build_architecture(name, SPEC, head=head).eval()
+@pytest.mark.parametrize("skips", [True, False])
+def test_builtin_architectures_give_stride_4_heatmaps(name: str, head: str, skips: bool) -> None:
+    model = build_architecture(name, coco17(96, 64), head=head, skips=skips).eval()
+    assert len(model.head.laterals) == (3 if skips else 0)
     with torch.no_grad():
-        out = model(torch.zeros(2, 3, 64, 64))
-    assert out.shape == (2, 17, 16, 16)
+        out = model(torch.zeros(2, 3, 96, 64))
+    assert out.shape == (2, 17, 24, 16)
+
+
+@pytest.mark.parametrize("name", ["mobilepose", "respose"])
+def test_skip_connections_carry_fine_detail_to_the_heatmaps(name: str) -> None:
+    # The skip path feeds the output: silencing the lateral projections changes the heatmaps.
+    torch.manual_seed(0)
+    model = build_architecture(name, SPEC).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        full = model(x)
+        for lateral in model.head.laterals:
+            torch.nn.init.zeros_(lateral[0].weight)
+        without = model(x)
+    assert not torch.allclose(full, without)
 
 
 def test_registry_names_and_errors() -> None:

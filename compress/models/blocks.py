@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor, nn
 
 
@@ -76,6 +78,9 @@ class UpsampleHead(nn.Module):
     full 3x3 convolution).
 
     ``kind='deconv'`` uses 4x4 transposed convolutions instead, the SimpleBaseline head.
+    ``skip_channels`` lists the channels of the backbone's stride-16, -8 and -4 features
+    (deepest first): each is projected by a 1x1 convolution and added after the matching 2x
+    upsampling, as in U-Net and FPN, so the head sees fine detail the stride-32 features lost.
     """
 
     def __init__(
@@ -86,27 +91,49 @@ class UpsampleHead(nn.Module):
         kind: str = "upsample",
         stages: int = 3,
         depthwise: bool = True,
+        skip_channels: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        for _ in range(stages):
+        if kind not in ("upsample", "deconv"):
+            raise ValueError(f"head kind must be 'upsample' or 'deconv', got {kind!r}")
+        if len(skip_channels) > stages:
+            raise ValueError(f"{len(skip_channels)} skip inputs for {stages} upsampling stages")
+        self.ups = nn.ModuleList()
+        self.convs = nn.ModuleList()
+        self.laterals = nn.ModuleList()
+        for i in range(stages):
             if kind == "upsample":
-                layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
-                if depthwise:
-                    layers += [ConvBNAct(cin, cin, 3, groups=cin), ConvBNAct(cin, channels, 1)]
-                else:
-                    layers.append(ConvBNAct(cin, channels, 3))
-            elif kind == "deconv":
-                layers += [
-                    nn.ConvTranspose2d(cin, channels, 4, 2, 1, bias=False),
-                    nn.BatchNorm2d(channels),
-                    nn.ReLU6(inplace=True),
-                ]
+                self.ups.append(nn.Upsample(scale_factor=2, mode="nearest"))
+                width = cin
             else:
-                raise ValueError(f"head kind must be 'upsample' or 'deconv', got {kind!r}")
+                self.ups.append(
+                    nn.Sequential(
+                        nn.ConvTranspose2d(cin, channels, 4, 2, 1, bias=False),
+                        nn.BatchNorm2d(channels),
+                        nn.ReLU6(inplace=True),
+                    )
+                )
+                width = channels
+            if i < len(skip_channels):
+                self.laterals.append(ConvBNAct(skip_channels[i], width, 1, act=False))
+            if kind == "deconv":
+                self.convs.append(nn.Identity())
+            elif depthwise:
+                self.convs.append(
+                    nn.Sequential(
+                        ConvBNAct(width, width, 3, groups=width), ConvBNAct(width, channels, 1)
+                    )
+                )
+            else:
+                self.convs.append(ConvBNAct(width, channels, 3))
             cin = channels
-        self.layers = nn.Sequential(*layers)
         self.final = nn.Conv2d(channels, num_keypoints, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.final(self.layers(x))
+    def forward(self, x: Tensor, skips: Sequence[Tensor] = ()) -> Tensor:
+        """``x`` is the deepest feature map, ``skips`` the finer ones, deepest first."""
+        for i, (up, conv) in enumerate(zip(self.ups, self.convs, strict=True)):
+            x = up(x)
+            if i < len(self.laterals):
+                x = x + self.laterals[i](skips[i])
+            x = conv(x)
+        return self.final(x)

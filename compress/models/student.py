@@ -35,26 +35,51 @@ def check_input_size(spec: PoseSpec, multiple: int, name: str) -> None:
 
 class MobilePose(nn.Module):
     def __init__(
-        self, spec: PoseSpec, width: float = 1.0, head_channels: int = 96, head: str = "upsample"
+        self,
+        spec: PoseSpec,
+        width: float = 1.0,
+        head_channels: int = 96,
+        head: str = "upsample",
+        skips: bool = True,
     ) -> None:
         super().__init__()
         check_input_size(spec, 32, "mobilepose")
         cin = make_divisible(32 * width)
         layers: list[nn.Module] = [ConvBNAct(3, cin, 3, 2)]
+        # taps: the last layer at each stride before a downsampling block; the head takes the
+        # stride-4, -8 and -16 ones (the last three).
+        taps: list[int] = []
+        tap_channels: list[int] = []
         for expand, channels, repeats, stride in MOBILENET_V2:
             cout = make_divisible(channels * width)
+            if stride == 2:
+                taps.append(len(layers) - 1)
+                tap_channels.append(cin)
             for i in range(repeats):
                 layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
                 cin = cout
         self.backbone = nn.Sequential(*layers)
-        self.head = UpsampleHead(cin, head_channels, spec.num_keypoints, kind=head)
+        self.taps = tuple(taps[-3:]) if skips else ()
+        skip_channels = tuple(reversed(tap_channels[-3:])) if skips else ()
+        self.head = UpsampleHead(
+            cin, head_channels, spec.num_keypoints, kind=head, skip_channels=skip_channels
+        )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.backbone(x))
+        features: list[Tensor] = []
+        for i, layer in enumerate(self.backbone):
+            x = layer(x)
+            if i in self.taps:
+                features.append(x)
+        return self.head(x, features[::-1])
 
 
 @register_architecture("mobilepose")
 def mobilepose(
-    spec: PoseSpec, width: float = 1.0, head_channels: int = 96, head: str = "upsample"
+    spec: PoseSpec,
+    width: float = 1.0,
+    head_channels: int = 96,
+    head: str = "upsample",
+    skips: bool = True,
 ) -> nn.Module:
-    return MobilePose(spec, width=width, head_channels=head_channels, head=head)
+    return MobilePose(spec, width=width, head_channels=head_channels, head=head, skips=skips)

@@ -18,6 +18,7 @@ class ResPose(nn.Module):
         depths: tuple[int, ...] = (2, 2, 2, 2),
         head_channels: int = 128,
         head: str = "upsample",
+        skips: bool = True,
     ) -> None:
         super().__init__()
         check_input_size(spec, 32, "respose")
@@ -36,10 +37,25 @@ class ResPose(nn.Module):
             stages.append(nn.Sequential(*blocks))
             cin = width
         self.stages = nn.Sequential(*stages)
-        self.head = UpsampleHead(cin, head_channels, spec.num_keypoints, kind=head, depthwise=False)
+        # Stage outputs at strides 16, 8 and 4 feed the head's skip connections, deepest first.
+        skip_channels = tuple(reversed(widths[-4:-1])) if skips else ()
+        self.head = UpsampleHead(
+            cin,
+            head_channels,
+            spec.num_keypoints,
+            kind=head,
+            depthwise=False,
+            skip_channels=skip_channels,
+        )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.stages(self.stem(x)))
+        x = self.stem(x)
+        features: list[Tensor] = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        skips = features[:-1][::-1][: len(self.head.laterals)]
+        return self.head(x, skips)
 
 
 @register_architecture("respose")
@@ -49,5 +65,6 @@ def respose(
     depths: tuple[int, ...] = (2, 2, 2, 2),
     head_channels: int = 128,
     head: str = "upsample",
+    skips: bool = True,
 ) -> nn.Module:
-    return ResPose(spec, tuple(widths), tuple(depths), head_channels, head)
+    return ResPose(spec, tuple(widths), tuple(depths), head_channels, head, skips)
