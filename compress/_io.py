@@ -23,8 +23,7 @@ def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
     mixed with new files. On any error the temporary folder is removed.
     """
     target = Path(target)
-    if target.exists() and not force:
-        raise OutputError(f"{target} already exists; pass --force to replace it")
+    refuse_existing(target, force)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
@@ -49,6 +48,11 @@ def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+def refuse_existing(target: Path, force: bool) -> None:
+    if Path(target).exists() and not force:
+        raise OutputError(f"{target} already exists; pass --force to replace it")
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import platform
+import time
 from pathlib import Path
+from typing import Any
 
+import torch
 from rich.console import Console
 
-from compress import _dist
+from compress import __version__, _dist
+from compress._io import atomic_directory, json_safe, refuse_existing
 from compress.data.coco import AugmentConfig, CocoPoseDataset
 from compress.data.sources import coco_splits, synthetic_splits
-from compress.models.bundle import Bundle, load_bundle
-from compress.recipe import TrainRecipe, load_recipe, recipe_hash, resolve
+from compress.errors import ModelError, RecipeError
+from compress.models.bundle import Bundle, checkpoint_paths, load_bundle, load_state, save_bundle
+from compress.models.zoo import SHIPPED, resolve_model
+from compress.pose.spec import PoseSpec, coco17
+from compress.recipe import (
+    NetworkSection,
+    Recipe,
+    TrainRecipe,
+    load_recipe,
+    recipe_hash,
+    resolve,
+)
+from compress.stages.base import StageContext, StageReport, measure, run_stage, summary
 from compress.stages.train import seed_everything, train
 
+DEFAULT_INPUT_SIZE = (160, 128)
 
-def load_datasets(recipe: TrainRecipe, base: Path, spec, seed: int):
+
+def load_datasets(recipe: TrainRecipe | Recipe, base: Path, spec, seed: int):
     data = recipe.data
     if data.synthetic is not None:
         s = data.synthetic
@@ -58,3 +78,172 @@ def run_training(
         )
         return run_dir / "best.json"
     return None
+
+
+# ----- pocket run ------------------------------------------------------------------------------
+def load_network(section: NetworkSection, base: Path, spec: PoseSpec | None, key: str) -> Bundle:
+    """A recipe's network: shipped, a pocket checkpoint, or an architecture (+ weights)."""
+    if section.ref is not None:
+        if section.ref in SHIPPED:
+            return resolve_model(section.ref, spec)
+        path = resolve(base, Path(section.ref))
+        _, config = checkpoint_paths(path)
+        if not config.exists():
+            raise RecipeError(
+                f"{key}.ref: {section.ref!r} is neither a shipped network "
+                f"({', '.join(SHIPPED)}) nor a checkpoint ({config} not found)"
+            )
+        return load_bundle(path, spec)
+    spec = spec or coco17(*DEFAULT_INPUT_SIZE)
+    try:
+        bundle = Bundle.build(section.architecture, spec, **section.arguments)
+    except ModelError as exc:
+        raise RecipeError(f"{key}.architecture: {exc}") from None
+    if section.weights is not None:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = resolve(base, section.weights)
+        try:
+            tensors = load_file(str(path))
+        except FileNotFoundError:
+            raise RecipeError(f"{key}.weights: {path} not found") from None
+        except (SafetensorError, OSError) as exc:
+            raise RecipeError(f"{key}.weights: {path} is not a safetensors file ({exc})") from None
+        load_state(bundle.model, tensors, str(path))
+    return bundle
+
+
+def recipe_spec(recipe: Recipe, base: Path) -> PoseSpec | None:
+    if recipe.spec is None:
+        return None
+    if recipe.spec.file is not None:
+        return PoseSpec.load(resolve(base, recipe.spec.file))
+    size = recipe.spec.input_size or DEFAULT_INPUT_SIZE
+    return coco17(*size, heatmap_activation=recipe.spec.heatmap_activation)
+
+
+@dataclasses.dataclass
+class RunResult:
+    out: Path
+    bundle: Bundle
+    reports: list[StageReport]
+
+
+def prepare_run(recipe_path: Path) -> tuple[Recipe, Path, Bundle, Bundle | None]:
+    """Load and resolve everything a run needs before any work: recipe, networks."""
+    recipe = load_recipe(recipe_path, Recipe)
+    base = Path(recipe_path).resolve().parent
+    spec = recipe_spec(recipe, base)
+    student = load_network(recipe.model.student, base, spec, "model.student")
+    teacher = None
+    if recipe.model.teacher is not None:
+        teacher = load_network(recipe.model.teacher, base, spec or student.spec, "model.teacher")
+    return recipe, base, student, teacher
+
+
+def check_references(recipe: Recipe, student: Bundle, teacher: Bundle | None) -> None:
+    """Layer names, types and patterns the stages mention must exist: checked before work."""
+    import re
+
+    from compress.stages.distill import check_teacher, find_layers
+
+    if teacher is not None:
+        check_teacher(student.spec, teacher.spec)
+    modules = {name: type(m).__name__ for name, m in student.model.named_modules() if name}
+    for i, stage in enumerate(recipe.stages):
+        key = f"stages.{i}"
+        try:
+            if stage.kind == "distill" and stage.features:
+                find_layers(student.model, [f.student for f in stage.features], "student")
+                find_layers(teacher.model, [f.teacher for f in stage.features], "teacher")
+            if stage.kind == "prune":
+                find_layers(student.model, list(stage.protect), "student")
+            if stage.kind == "quantize":
+                layers = stage.keep_float
+                find_layers(student.model, list(layers.names), "student")
+                for kind in layers.types:
+                    if kind not in modules.values():
+                        raise RecipeError(
+                            f"keep_float.types: the student has no {kind!r} layer "
+                            f"(types: {', '.join(sorted(set(modules.values())))})"
+                        )
+                for pattern in layers.patterns:
+                    try:
+                        compiled = re.compile(pattern)
+                    except re.error as exc:
+                        raise RecipeError(
+                            f"keep_float.patterns: {pattern!r} is not a valid regular "
+                            f"expression ({exc})"
+                        ) from None
+                    if not any(compiled.search(name) for name in modules):
+                        raise RecipeError(f"keep_float.patterns: {pattern!r} matches no layer")
+        except RecipeError as exc:
+            raise RecipeError(f"{recipe.name}: {key} ({stage.kind}): {exc}") from None
+
+
+def run_recipe(recipe_path: Path, out: Path | None, force: bool, console: Console) -> RunResult:
+    """``pocket run``: every stage in order, then the run folder (written atomically)."""
+    from compress.stages.distill import distill
+    from compress.stages.prune import prune
+    from compress.stages.quantize import quantize
+
+    stage_functions = {"distill": distill, "prune": prune, "quantize": quantize}
+    recipe, base, bundle, teacher = prepare_run(recipe_path)
+    check_references(recipe, bundle, teacher)
+    out = Path(out) if out is not None else Path("exported") / recipe.name
+    refuse_existing(out, force)  # fail before the work, not after it
+    seed_everything(recipe.seed)
+    train_set, val_set = load_datasets(recipe, base, bundle.spec, recipe.seed)
+    context = StageContext(train_set, val_set, out, teacher, recipe.seed, console)
+    start = time.perf_counter()
+    metrics = measure(bundle, val_set, context.eval_batch_size)
+    console.print(f"{recipe.name}: start AP {metrics.ap:.4f}  PCK {metrics.pck:.4f}")
+    first = summary(metrics)
+    reports: list[StageReport] = []
+    for i, stage in enumerate(recipe.stages, 1):
+        console.rule(f"stage {i}/{len(recipe.stages)}: {stage.kind}")
+        bundle, report, metrics = run_stage(
+            stage.kind, stage_functions[stage.kind], bundle, stage, context, metrics
+        )
+        reports.append(report)
+        console.print(
+            f"{stage.kind}: AP {report.metrics_before['ap']:.4f} -> "
+            f"{report.metrics_after['ap']:.4f} "
+            f"({100 * (report.metrics_after['ap'] - report.metrics_before['ap']):+.2f} points)  "
+            f"MACs {report.macs_before / 1e9:.3f} -> {report.macs_after / 1e9:.3f} G  "
+            f"({report.seconds:.0f} s)"
+        )
+    with atomic_directory(out, force=force) as work:
+        float_bundle = bundle
+        if bundle.quantization is not None:
+            float_bundle = dataclasses.replace(
+                bundle, model=bundle.quantization.float_model, quantization=None
+            )
+        save_bundle(float_bundle, work / "float")
+        report = {
+            "recipe": str(recipe_path),
+            "recipe_sha256": recipe_hash(recipe_path),
+            "name": recipe.name,
+            "seconds": time.perf_counter() - start,
+            "start": first,
+            "stages": [dataclasses.asdict(r) for r in reports],
+            "versions": versions(),
+        }
+        (work / "report.json").write_text(
+            json.dumps(json_safe(report), indent=1, allow_nan=False) + "\n"
+        )
+    return RunResult(out, bundle, reports)
+
+
+def versions() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, Any] = {"pocket": __version__, "python": platform.python_version()}
+    for package in ("torch", "torchao", "torch-pruning", "litert-torch", "onnx", "coremltools"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    found["torch_threads"] = torch.get_num_threads()
+    return found

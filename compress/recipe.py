@@ -9,13 +9,14 @@ from __future__ import annotations
 import difflib
 import hashlib
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from compress.errors import RecipeError
 from compress.pose.spec import PoseSpec, coco17
+from compress.stages.configs import DistillConfig, PruneConfig, QuantizeConfig
 from compress.stages.train import TrainConfig
 
 RECIPE_VERSION = 1
@@ -78,6 +79,76 @@ class TrainRecipe(Strict):
         return coco17(*self.spec.input_size, heatmap_activation=self.spec.heatmap_activation)
 
 
+# ----- compression recipes (pocket run) ------------------------------------------------------
+class NetworkSection(Strict):
+    """A network: ``ref`` (a shipped network or a pocket checkpoint), or ``architecture`` (a
+    registered name or ``package.module:builder``) with its ``arguments`` and ``weights``
+    (a safetensors file; without it the weights are freshly initialised)."""
+
+    ref: str | None = Field(default=None, min_length=1)
+    architecture: str | None = Field(default=None, min_length=1)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    weights: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NetworkSection:
+        if (self.ref is None) == (self.architecture is None):
+            raise ValueError("give exactly one of 'ref' or 'architecture'")
+        if self.ref is not None and (self.arguments or self.weights is not None):
+            raise ValueError("'arguments' and 'weights' go with 'architecture', not 'ref'")
+        return self
+
+
+class ModelsSection(Strict):
+    student: NetworkSection
+    teacher: NetworkSection | None = None
+
+    @field_validator("student", "teacher", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"ref": value} if isinstance(value, str) else value
+
+
+class PipelineSpecSection(Strict):
+    """The PoseSpec when the network does not carry one: a PoseSpec JSON ``file``, or COCO-17
+    at ``input_size``. Shipped networks and pocket checkpoints bring their own."""
+
+    input_size: tuple[int, int] | None = None
+    heatmap_activation: Literal["softmax", "none"] = "softmax"
+    file: Path | None = None
+
+
+Stage = Annotated[DistillConfig | PruneConfig | QuantizeConfig, Field(discriminator="kind")]
+
+
+class Recipe(Strict):
+    """``pocket run``: a network through compression stages (export and checks follow)."""
+
+    version: Literal[1]
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    model: ModelsSection
+    spec: PipelineSpecSection | None = None
+    data: DataSection
+    stages: list[Stage] = Field(default_factory=list)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _stage_order(self) -> Recipe:
+        kinds = [stage.kind for stage in self.stages]
+        if "quantize" in kinds and kinds.index("quantize") != len(kinds) - 1:
+            later = kinds[kinds.index("quantize") + 1]
+            raise ValueError(
+                f"stage {kinds.index('quantize') + 1} 'quantize' must be the last stage "
+                f"(stage {kinds.index('quantize') + 2} is {later!r}): a quantized network "
+                "is not trained or pruned further"
+            )
+        if "distill" in kinds and self.model.teacher is None:
+            raise ValueError(
+                f"stage {kinds.index('distill') + 1} 'distill' needs a teacher: set model.teacher"
+            )
+        return self
+
+
 def resolve(base: Path, path: Path) -> Path:
     """Paths in a recipe are relative to the recipe's folder."""
     return path if path.is_absolute() else (base / path)
@@ -120,7 +191,7 @@ def _explain(
     lines = []
     for err in exc.errors():
         loc = list(err["loc"])
-        key = ".".join(str(p) for p in loc) or "(top level)"
+        key = _display(loc) or "(top level)"
         line = _line_of(root, loc)
         where = f"{path}:{line}" if line else str(path)
         if err["type"] == "extra_forbidden":
@@ -129,10 +200,23 @@ def _explain(
             hint = f"; did you mean {near[0]!r}?" if near else ""
             lines.append(f"{where}: unknown key {key!r}{hint} (allowed: {', '.join(allowed)})")
         elif err["type"] == "missing" and loc and isinstance(loc[-1], int):
-            parent = ".".join(str(p) for p in loc[:-1])
+            parent = _display(loc[:-1])
             lines.append(f"{where}: {parent}: too few items (nothing at position {loc[-1]})")
         elif err["type"] == "missing":
             lines.append(f"{where}: missing required key {key!r}")
+        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            kinds = err.get("ctx", {}).get("expected_tags", "")
+            allowed = [k.strip(" '") for k in str(kinds).split(",")]
+            got = err.get("ctx", {}).get("tag")
+            if got is None:
+                lines.append(f"{where}: {key}: missing 'kind' (one of: {', '.join(allowed)})")
+            else:
+                near = difflib.get_close_matches(str(got), allowed, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                lines.append(
+                    f"{where}: {key}.kind: unknown stage {got!r}{hint} "
+                    f"(allowed: {', '.join(allowed)})"
+                )
         else:
             value = err.get("input")
             shown = f" (got {value!r})" if not isinstance(value, dict | list) else ""
@@ -140,17 +224,23 @@ def _explain(
     return "\n".join(lines)
 
 
+def _display(loc: list) -> str:
+    """The key path without union tags: ``stages.0.steps``, not ``stages.0.distill.steps``."""
+    tags = {_tag_of(m) for m in _models_in(Stage)}
+    shown = [p for i, p in enumerate(loc) if not (i and isinstance(loc[i - 1], int) and p in tags)]
+    return ".".join(str(p) for p in shown)
+
+
 def _line_of(node: yaml.Node | None, loc: list) -> int | None:
     """Line (1-based) of the deepest YAML node along ``loc``."""
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == str(part)), None)
-            key_node = next((k for k, v in node.value if k.value == str(part)), None)
-            if match is None:
-                return line
-            line = key_node.start_mark.line + 1
-            node = match
+            pair = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if pair is None:
+                continue  # a union's tag (the stage kind) in the path: stay on this mapping
+            line = pair[0].start_mark.line + 1
+            node = pair[1]
         elif (
             isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
         ):
@@ -164,22 +254,43 @@ def _line_of(node: yaml.Node | None, loc: list) -> int | None:
 def _allowed_keys(model: type[BaseModel], loc: list) -> list[str]:
     current: Any = model
     for part in loc:
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        if isinstance(part, int):
+            current = _item_type(current)
+            continue
+        options = _models_in(current)
+        tagged = [m for m in options if _tag_of(m) == part]
+        if tagged:  # the discriminator's value names the union member
+            current = tagged[0]
+            continue
+        if len(options) != 1:
             return []
-        field = current.model_fields.get(str(part))
+        field = options[0].model_fields.get(str(part))
         if field is None:
             return []
-        current = _model_in(field.annotation)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
+        current = field.annotation
+    options = _models_in(current)
+    return list(options[0].model_fields) if len(options) == 1 else []
 
 
-def _model_in(annotation: Any) -> Any:
-    """The BaseModel inside ``X | None`` and friends."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
+def _item_type(annotation: Any) -> Any:
+    """``list[X]`` / ``tuple[X, ...]`` -> X (through ``X | None``)."""
+    for candidate in (annotation, *get_args(annotation)):
+        if get_origin(candidate) in (list, tuple):
+            args = get_args(candidate)
+            return args[0] if args else Any
     return annotation
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The BaseModels inside ``X``, ``X | None``, ``Annotated[A | B, ...]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in get_args(annotation):
+        found += _models_in(arg)
+    return found
+
+
+def _tag_of(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("kind")
+    return field.default if field is not None and isinstance(field.default, str) else None

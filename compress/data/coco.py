@@ -12,6 +12,7 @@ results subtracts it (``PIXEL_CENTER``), the convention Detectron2 uses too.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 from dataclasses import dataclass
@@ -230,6 +231,29 @@ class CocoPoseDataset(torch.utils.data.Dataset):
                 )
             )
         return samples
+
+    def without_augment(self) -> CocoPoseDataset:
+        """The same people as plain evaluation crops (calibration, measurements)."""
+        view = copy.copy(self)
+        view.augment = None
+        return view
+
+    def first_images(self, max_people: int) -> CocoPoseDataset:
+        """The people of the first images, whole images only, up to ``max_people`` people
+        (at least one image): scoring a subset never counts unseen people as misses."""
+        keep: set[int] = set()
+        count: dict[int, int] = {}
+        for sample in self.samples:
+            count[sample.image_id] = count.get(sample.image_id, 0) + 1
+        total = 0
+        for image_id, n in count.items():
+            if keep and total + n > max_people:
+                break
+            keep.add(image_id)
+            total += n
+        view = copy.copy(self)
+        view.samples = [s for s in self.samples if s.image_id in keep]
+        return view
 
     def set_epoch(self, epoch: int) -> None:
         """Change the augmentation stream (a different draw per epoch, reproducible)."""

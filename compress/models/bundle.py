@@ -19,9 +19,19 @@ from torch import nn
 
 from compress.errors import ModelError
 from compress.models.registry import build_architecture
+from compress.models.shapes import apply_shapes
 from compress.pose.spec import PoseSpec
 
 CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class Quantization:
+    """How a quantized bundle was made: the float network it came from and the decisions
+    (quantizer settings, layers kept in float, calibration) every export target must share."""
+
+    float_model: nn.Module
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -31,6 +41,10 @@ class Bundle:
     architecture: str
     arguments: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    # Set by the quantize stage; ``model`` is then the converted INT8 (PT2E) graph.
+    quantization: Quantization | None = None
+    # Layers whose channel counts differ from what ``arguments`` build (after pruning).
+    layer_shapes: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, architecture: str, spec: PoseSpec, **arguments: Any) -> Bundle:
@@ -39,12 +53,19 @@ class Bundle:
 
     def copy(self) -> Bundle:
         """A deep copy: stages return new bundles and never touch their input."""
+        quantization = None
+        if self.quantization is not None:
+            quantization = Quantization(
+                copy.deepcopy(self.quantization.float_model), dict(self.quantization.settings)
+            )
         return Bundle(
             copy.deepcopy(self.model),
             self.spec,
             self.architecture,
             dict(self.arguments),
             dict(self.provenance),
+            quantization,
+            {k: dict(v) for k, v in self.layer_shapes.items()},
         )
 
 
@@ -59,6 +80,11 @@ def save_bundle(
     bundle: Bundle, path: Path, dtype: torch.dtype = torch.float32
 ) -> tuple[Path, Path]:
     """Write weights (floating tensors stored as ``dtype``) and config; returns both paths."""
+    if bundle.quantization is not None:
+        raise ModelError(
+            f"{path}: a quantized network is saved by exporting it (pocket export), "
+            "not as a float checkpoint"
+        )
     weights_path, config_path = checkpoint_paths(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {
@@ -74,6 +100,8 @@ def save_bundle(
         "spec": json.loads(bundle.spec.to_json()),
         "provenance": bundle.provenance,
     }
+    if bundle.layer_shapes:
+        config["layer_shapes"] = bundle.layer_shapes
     config_path.write_text(json.dumps(config, indent=2) + "\n")
     return weights_path, config_path
 
@@ -95,6 +123,8 @@ def load_bundle(path: Path, spec: PoseSpec | None = None) -> Bundle:
         spec = PoseSpec.model_validate(config["spec"])
     arguments = config.get("arguments") or {}
     model = build_architecture(config["architecture"], spec, **arguments)
+    layer_shapes = config.get("layer_shapes") or {}
+    apply_shapes(model, layer_shapes)
     try:
         tensors = load_file(str(weights_path))
     except FileNotFoundError:
@@ -102,7 +132,14 @@ def load_bundle(path: Path, spec: PoseSpec | None = None) -> Bundle:
     except (SafetensorError, OSError) as exc:
         raise ModelError(f"{weights_path}: not a valid safetensors file ({exc})") from None
     load_state(model, tensors, str(weights_path))
-    return Bundle(model, spec, config["architecture"], arguments, config.get("provenance") or {})
+    return Bundle(
+        model,
+        spec,
+        config["architecture"],
+        arguments,
+        config.get("provenance") or {},
+        layer_shapes=layer_shapes,
+    )
 
 
 def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:

@@ -33,3 +33,13 @@ def heatmap_mse(
     if weights is not None:
         per_joint = per_joint * weights
     return per_joint.mean() * 1000.0
+
+
+def softmax_kl(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) between each joint's spatial softmax, averaged over joints.
+
+    Zero when the student matches the teacher, so a distillation log reads as a gap.
+    """
+    log_s = torch.log_softmax(student.flatten(2), dim=-1)
+    log_t = torch.log_softmax(teacher.flatten(2), dim=-1)
+    return (log_t.exp() * (log_t - log_s)).sum(dim=-1).mean()

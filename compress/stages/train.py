@@ -9,11 +9,9 @@ writes files or prints.
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,13 +19,14 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from compress import _dist
 from compress.errors import DataError, ModelError, RecipeError
 from compress.models.bundle import Bundle, save_bundle
 from compress.models.inspect import count_macs, count_params
 from compress.pose.metrics import PoseMetrics, evaluate
+from compress.stages._loop import PlainLog, check_finite, lr_factor, make_progress
+from compress.stages.base import StageReport
 from compress.stages.losses import heatmap_mse, softmax_cross_entropy
 from compress.stages.state import load_training_state, read_training_meta, save_training_state
 
@@ -54,31 +53,10 @@ class TrainConfig(BaseModel):
     channels_last: bool = True
 
 
-@dataclass
-class StageReport:
-    stage: str
-    seconds: float
-    params_before: int
-    params_after: int
-    macs_before: int
-    macs_after: int
-    metrics_before: dict[str, float] = field(default_factory=dict)
-    metrics_after: dict[str, float] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    """Linear warm-up to 1, then cosine decay to ``min_ratio``."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def _summary(m: PoseMetrics) -> dict[str, float]:
@@ -164,18 +142,9 @@ def train(
             console.print(f"resuming {run_dir} after epoch {start_epoch} (step {step})")
 
     ddp_model = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
-    t0 = last_log = time.perf_counter()
-    first_step = step
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("loss {task.fields[loss]:.3f}  lr {task.fields[lr]:.2e}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not main,
-    )
+    t0 = time.perf_counter()
+    log = PlainLog(console, main, total_steps, step, config.batch_size)
+    progress = make_progress(console, main)
     with progress:
         task = progress.add_task(
             "train", total=total_steps, completed=step, loss=float("nan"), lr=0.0
@@ -200,30 +169,14 @@ def train(
                     if loss_fn is not None
                     else default_loss(output, batch["heatmaps"], batch["weights"])
                 )
-                if not torch.isfinite(loss):
-                    raise ModelError(
-                        f"training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
-                        f"(images {batch['image_id'][:4].tolist()}...); lower the learning rate"
-                    )
+                check_finite(loss, f"epoch {epoch + 1}, step {step + 1}", batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 losses.append(loss.item())
                 step += 1
                 progress.update(task, advance=1, loss=loss.item(), lr=config.learning_rate * factor)
-                if main and not console.is_terminal and time.perf_counter() - last_log > 60:
-                    # No live bar in logs (CI, nohup): a plain line a minute instead.
-                    last_log = time.perf_counter()
-                    elapsed = last_log - t0
-                    rate = (step - first_step) / max(elapsed, 1e-9)
-                    eta = (total_steps - step) / max(rate, 1e-9)
-                    console.print(
-                        f"step {step}/{total_steps}  loss {loss.item():.4f}  "
-                        f"lr {config.learning_rate * factor:.2e}  "
-                        f"{rate * config.batch_size:.1f} samples/s  "
-                        f"elapsed {elapsed / 60:.1f} min  eta {eta / 60:.1f} min",
-                        soft_wrap=True,
-                    )
+                log.maybe(step, loss.item(), config.learning_rate * factor)
                 if step >= total_steps:
                     break
             record: dict[str, Any] = {

@@ -1,0 +1,158 @@
+"""Structured pruning: whole channels removed, so convolutions physically shrink.
+
+Torch-Pruning builds the dependency graph (residual additions, depthwise groups, skip
+connections, concatenations) and removes coupled channels together. Importance is L1 or L2
+magnitude or first-order Taylor; the target is a channel ratio or a MACs reduction, reached
+globally or uniformly over layers, in one or several rounds with fine-tuning between them
+(distilled from the unpruned network). The output layer, and any layer named in ``protect``,
+keeps its channels.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from compress.errors import ModelError, RecipeError
+from compress.models.bundle import Bundle
+from compress.models.inspect import count_macs
+from compress.models.shapes import changed_shapes, layer_shapes
+from compress.stages.base import StageContext, measure
+from compress.stages.configs import PruneConfig
+from compress.stages.distill import distill_model, find_layers
+from compress.stages.losses import heatmap_mse, softmax_cross_entropy
+
+# Fine steps of the pruner when a MACs target is searched for: each removes ~1 % of channels.
+_SEARCH_STEPS = 100
+
+
+def _importance(kind: str) -> tp.importance.Importance:
+    if kind == "taylor":
+        return tp.importance.GroupTaylorImportance()
+    return tp.importance.GroupMagnitudeImportance(p=1 if kind == "l1" else 2)
+
+
+def protected_layers(model: nn.Module, names: tuple[str, ...]) -> list[nn.Module]:
+    """The prunable layers that must keep their channels: the output layer and ``names``."""
+    modules = dict(model.named_modules())
+    prunable = [
+        (n, m)
+        for n, m in modules.items()
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)
+    ]
+    if not prunable:
+        raise ModelError("the network has no convolution or linear layer to prune")
+    keep = [prunable[-1][1]]  # the last layer writes the heatmaps: one channel per joint
+    try:
+        find_layers(model, names, "network")
+    except RecipeError as exc:
+        raise RecipeError(f"prune.protect: {exc}") from None
+    for name in names:
+        keep += [m for n, m in prunable if n == name or n.startswith(name + ".")]
+    return keep
+
+
+def _accumulate_taylor_gradients(model: nn.Module, spec, train_set, batches: int) -> None:
+    loss_fn = softmax_cross_entropy if spec.heatmap_activation == "softmax" else heatmap_mse
+    loader = torch.utils.data.DataLoader(train_set, batch_size=16, shuffle=True, num_workers=0)
+    model.eval()  # batch statistics must not move while importance is estimated
+    model.zero_grad()
+    for i, batch in enumerate(loader):
+        if i >= batches:
+            break
+        loss_fn(model(batch["image"]), batch["heatmaps"], batch["weights"]).backward()
+
+
+def prune(bundle: Bundle, config: PruneConfig, context: StageContext) -> tuple[Bundle, dict]:
+    result = bundle.copy()
+    model, spec = result.model, bundle.spec
+    if result.quantization is not None:
+        raise RecipeError("prune comes before quantize: the network is already quantized")
+    unpruned = copy.deepcopy(bundle.model)  # the fine-tuning teacher
+    example = torch.zeros(1, 3, *spec.input_size)
+    macs_start = count_macs(model, spec)
+    original = layer_shapes(model)
+
+    if config.channel_ratio is not None:
+        ratio, steps = config.channel_ratio, config.rounds
+    else:
+        ratio, steps = config.max_layer_ratio, _SEARCH_STEPS
+    model.eval()
+    pruner = tp.pruner.BasePruner(
+        model,
+        example,
+        importance=_importance(config.importance),
+        global_pruning=config.scope == "global",
+        pruning_ratio=ratio,
+        max_pruning_ratio=config.max_layer_ratio,
+        iterative_steps=steps,
+        ignored_layers=protected_layers(model, config.protect),
+        round_to=config.round_to,
+    )
+
+    history: list[dict[str, Any]] = []
+    for round_ in range(1, config.rounds + 1):
+        if config.channel_ratio is not None:
+            _step(pruner, model, spec, context, config)
+        else:
+            goal = macs_start * (1 - config.macs_reduction * round_ / config.rounds)
+            while count_macs(model, spec) > goal:
+                if pruner.current_step >= _SEARCH_STEPS:
+                    raise RecipeError(
+                        f"prune.macs_reduction {config.macs_reduction}: reached only "
+                        f"{1 - count_macs(model, spec) / macs_start:.1%} with max_layer_ratio "
+                        f"{config.max_layer_ratio} and the protected layers; raise "
+                        "max_layer_ratio or lower the target"
+                    )
+                _step(pruner, model, spec, context, config)
+        macs = count_macs(model, spec)
+        entry: dict[str, Any] = {"round": round_, "macs": macs, "macs_ratio": macs / macs_start}
+        if config.finetune.steps:
+            details = distill_model(
+                model,
+                unpruned,
+                spec,
+                context.train_set,
+                config.finetune,
+                seed=context.seed + round_,
+                console=context.console,
+                description=f"prune round {round_}/{config.rounds}: fine-tune",
+            )
+            entry["finetune_loss"] = details["final_loss"]
+        if config.rounds > 1:
+            entry["ap"] = measure(result, context.val_set, context.eval_batch_size).ap
+        history.append(entry)
+        context.console.print(
+            f"prune round {round_}/{config.rounds}: {macs / 1e9:.3f} GMACs "
+            f"({macs / macs_start:.0%} of the start)"
+            + (f", AP {entry['ap']:.4f}" if "ap" in entry else "")
+        )
+    for p in model.parameters():
+        p.grad = None
+    model.eval()
+    result.layer_shapes = changed_shapes(model, _fresh(bundle))
+    pruned = {
+        name: f"{_channels(original[name])} -> {_channels(shape)}"
+        for name, shape in layer_shapes(model).items()
+        if name in original and shape != original[name] and "out_channels" in shape
+    }
+    return result, {"rounds": history, "pruned_layers": pruned}
+
+
+def _step(pruner, model: nn.Module, spec, context: StageContext, config: PruneConfig) -> None:
+    if config.importance == "taylor":
+        _accumulate_taylor_gradients(model, spec, context.train_set, config.taylor_batches)
+    pruner.step()
+    model.zero_grad(set_to_none=True)
+
+
+def _fresh(bundle: Bundle) -> nn.Module:
+    return Bundle.build(bundle.architecture, bundle.spec, **bundle.arguments).model
+
+
+def _channels(shape: dict[str, int]) -> int:
+    return shape["out_channels"]

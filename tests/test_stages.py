@@ -1,0 +1,196 @@
+"""Compression stages on tiny real networks: distillation, structured pruning, INT8 PT2E."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+
+from compress.data.coco import AugmentConfig, CocoPoseDataset
+from compress.errors import RecipeError
+from compress.models import Bundle, load_bundle, save_bundle
+from compress.models.inspect import count_macs
+from compress.pose.spec import coco17
+from compress.stages.base import StageContext, run_stage
+from compress.stages.configs import DistillConfig, FloatLayers, PruneConfig, QuantizeConfig
+from compress.stages.distill import distill
+from compress.stages.prune import prune
+from compress.stages.quantize import (
+    base_quantizer,
+    export_for_quantization,
+    fewest_float_layers,
+    float_matcher,
+    list_units,
+    quantize,
+)
+
+SPEC = coco17(64, 64)
+FAST = {"batch_size": 8, "workers": 0}
+
+
+@pytest.fixture(scope="module")
+def context(synthetic_root: Path, tmp_path_factory) -> StageContext:
+    train = CocoPoseDataset.from_folder(synthetic_root, "train", SPEC, augment=AugmentConfig())
+    val = CocoPoseDataset.from_folder(synthetic_root, "val", SPEC).first_images(40)
+    torch.manual_seed(0)
+    teacher = Bundle.build("respose", SPEC, widths=[16, 16, 24, 32], head_channels=16)
+    return StageContext(
+        train, val, tmp_path_factory.mktemp("run"), teacher=teacher, console=Console(quiet=True)
+    )
+
+
+def student() -> Bundle:
+    torch.manual_seed(1)
+    return Bundle.build("mobilepose", SPEC, width=0.25, head_channels=16)
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_distillation_trains_a_copy_and_reports_before_and_after(context) -> None:
+    bundle = student()
+    before = copy.deepcopy(bundle.model)
+    config = DistillConfig(
+        steps=3, features=[{"student": "backbone.6", "teacher": "stages.1"}], **FAST
+    )
+    result, report, _ = run_stage("distill", distill, bundle, config, context)
+    assert same_weights(bundle.model, before)  # the input is never changed
+    assert not same_weights(result.model, before)
+    assert report.details["steps"] == 3
+    assert set(report.metrics_before) == set(report.metrics_after) >= {"ap", "pck", "pdj", "pcp"}
+    assert report.macs_before == report.macs_after > 0
+
+
+def test_distillation_names_a_missing_feature_layer(context) -> None:
+    config = DistillConfig(steps=1, features=[{"student": "backbone.66", "teacher": "stages.1"}])
+    with pytest.raises(
+        RecipeError,
+        match=r"distill.features: the student has no layer "
+        r"'backbone.66'; did you mean 'backbone.6'",
+    ):
+        distill(student(), config, context)
+
+
+def test_distillation_refuses_a_teacher_with_another_input_size(context) -> None:
+    other = copy.copy(context)
+    other.teacher = Bundle.build("respose", coco17(96, 64), widths=[8, 8, 8, 8])
+    with pytest.raises(RecipeError, match=r"differs from the student's in input_size"):
+        distill(student(), DistillConfig(steps=1), other)
+
+
+def test_pruning_shrinks_convolutions_to_the_macs_target_and_saves(context, tmp_path) -> None:
+    bundle = student()
+    config = PruneConfig(macs_reduction=0.4, rounds=2, finetune={"steps": 1, **FAST})
+    result, details = prune(bundle, config, context)
+    macs_before, macs_after = count_macs(bundle.model, SPEC), count_macs(result.model, SPEC)
+    assert macs_after <= 0.6 * macs_before
+    assert count_macs(bundle.model, SPEC) == macs_before  # input untouched
+    assert [r["round"] for r in details["rounds"]] == [1, 2]
+    assert details["pruned_layers"]  # channels really went
+    x = torch.randn(2, 3, 64, 64)
+    result.model.eval()
+    with torch.no_grad():
+        out = result.model(x)
+    assert out.shape == (2, 17, 16, 16)
+    # A pruned checkpoint records its layer shapes and reloads exactly.
+    save_bundle(result, tmp_path / "pruned")
+    reloaded = load_bundle(tmp_path / "pruned").model.eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), out)
+
+
+def test_pruning_keeps_protected_layers_and_the_output_layer(context) -> None:
+    bundle = student()
+    config = PruneConfig(channel_ratio=0.5, protect=["head"], finetune={"steps": 0})
+    result, _ = prune(bundle, config, context)
+    for (name, a), (_, b) in zip(
+        bundle.model.named_modules(), result.model.named_modules(), strict=True
+    ):
+        if name.startswith("head") and isinstance(a, torch.nn.Conv2d):
+            # A protected layer keeps its own (output) channels; its inputs follow the backbone.
+            assert a.out_channels == b.out_channels, name
+    assert count_macs(result.model, SPEC) < count_macs(bundle.model, SPEC)
+
+
+def test_pruning_names_an_unknown_protected_layer(context) -> None:
+    config = PruneConfig(channel_ratio=0.5, protect=["haed"], finetune={"steps": 0})
+    with pytest.raises(RecipeError, match=r"prune.protect: the network has no layer 'haed'"):
+        prune(student(), config, context)
+
+
+@pytest.fixture(scope="module")
+def quantized(context):
+    bundle = student()
+    config = QuantizeConfig(calibration_samples=16, keep_float={"names": ["head.final"]})
+    return bundle, *quantize(bundle, config, context)
+
+
+def test_ptq_gives_an_int8_graph_close_to_the_float_network(quantized) -> None:
+    bundle, result, details = quantized
+    graph = str(result.model.graph)
+    assert "quantize_per_channel" in graph and "quantize_per_tensor" in graph
+    assert details["float_layers"] == ["head.final"]
+    assert details["layers"] > 20
+    x = torch.randn(4, 3, 64, 64)
+    bundle.model.eval()
+    with torch.no_grad():
+        ref, out = bundle.model(x), result.model(x)
+    error = float((out - ref).norm() / ref.norm())
+    assert error < 0.2, f"relative output error {error:.4f}"
+    assert result.quantization is not None and result.quantization.float_model is not None
+    assert bundle.quantization is None  # the input stays float
+
+
+def test_keep_float_rules_must_match_a_layer() -> None:
+    exported = export_for_quantization(student().model, SPEC)
+    units = list_units(exported, base_quantizer("histogram", per_channel=True, qat=False))
+    assert {"head.final", "backbone.0.0", "head:add", "head:add#2"} <= set(units)
+    keep = float_matcher(FloatLayers(names=["head"], types=["InvertedResidual"]), units)
+    assert keep(units["head.final"]) and keep(units["backbone.1:add"])
+    assert not keep(units["backbone.0.0"])
+    for rules, message in [
+        ({"names": ["head.fnal"]}, r"no quantized layer 'head.fnal'; did you mean 'head.final'"),
+        ({"types": ["Conv3d"]}, r"no quantized layer of type 'Conv3d' \(types present: "),
+        ({"patterns": ["^nothing$"]}, r"'\^nothing\$' matches no quantized layer"),
+        ({"patterns": ["("]}, r"'\(' is not a valid regular expression"),
+    ]:
+        with pytest.raises(RecipeError, match=message):
+            float_matcher(FloatLayers(**rules), units)
+
+
+def test_qat_fine_tunes_fake_quantized_and_converts(context) -> None:
+    config = QuantizeConfig(calibration_samples=8, qat={"steps": 2, **FAST})
+    result, details = quantize(student(), config, context)
+    assert details["qat"]["steps"] == 2
+    assert "quantize_per_channel" in str(result.model.graph)
+    with torch.no_grad():
+        assert result.model(torch.randn(1, 3, 64, 64)).shape == (1, 17, 16, 16)
+
+
+def test_sensitivity_lists_every_layer_on_a_small_network(context) -> None:
+    bundle = Bundle.build("tests.user_models:tiny_pose", SPEC)
+    config = QuantizeConfig(calibration_samples=8, sensitivity=True, sensitivity_people=10)
+    _, details = quantize(bundle, config, context)
+    rows = details["sensitivity"]["layers"]
+    assert {r["layer"] for r in rows} == {"body.0", "body.3", "body.5"}
+    assert all(r["output_error"] >= 0 for r in rows)
+
+
+def test_auto_search_finds_the_fewest_float_layers() -> None:
+    effect = {"a": 2.0, "b": 1.0, "c": 0.3, "d": 0.1, "e": 0.05}
+    calls = []
+
+    def drop_of(floating: list[str]) -> float:
+        calls.append(len(floating))
+        return sum(v for k, v in effect.items() if k not in floating)
+
+    assert fewest_float_layers(list(effect), 0.5, drop_of) == ["a", "b"]
+    assert fewest_float_layers(list(effect), 0.2, drop_of) == ["a", "b", "c"]
+    assert fewest_float_layers(list(effect), 5.0, drop_of) == []
+    with pytest.raises(RecipeError, match="even with every layer in float"):
+        fewest_float_layers(list(effect), 0.01, lambda floating: 1.0)
