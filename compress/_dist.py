@@ -49,3 +49,12 @@ def all_reduce_mean(value: float) -> float:
     t = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(t)
     return float(t.item()) / world_size()
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers (batch-norm statistics drift apart in the last step,
+    after DDP's own per-forward broadcast)."""
+    if world_size() == 1:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)

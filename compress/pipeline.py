@@ -131,55 +131,70 @@ class RunResult:
 
 
 def prepare_run(recipe_path: Path) -> tuple[Recipe, Path, Bundle, Bundle | None]:
-    """Load and resolve everything a run needs before any work: recipe, networks."""
+    """Load and check everything a run needs before any work: recipe, networks, data, layers."""
     recipe = load_recipe(recipe_path, Recipe)
     base = Path(recipe_path).resolve().parent
     spec = recipe_spec(recipe, base)
-    student = load_network(recipe.model.student, base, spec, "model.student")
+    student = load_network(recipe.model.student, base, spec, f"{recipe_path}: model.student")
     teacher = None
     if recipe.model.teacher is not None:
-        teacher = load_network(recipe.model.teacher, base, spec or student.spec, "model.teacher")
+        teacher = load_network(
+            recipe.model.teacher, base, spec or student.spec, f"{recipe_path}: model.teacher"
+        )
+    check_references(recipe, base, student, teacher, Path(recipe_path))
     return recipe, base, student, teacher
 
 
-def check_references(recipe: Recipe, student: Bundle, teacher: Bundle | None) -> None:
-    """Layer names, types and patterns the stages mention must exist: checked before work."""
+def check_references(
+    recipe: Recipe, base: Path, student: Bundle, teacher: Bundle | None, source: Path
+) -> None:
+    """Everything a run needs must exist before any work starts: the dataset, and the layer
+    names, types and patterns the stages mention."""
     import re
 
     from compress.stages.distill import check_teacher, find_layers
 
     if teacher is not None:
         check_teacher(student.spec, teacher.spec)
+    if recipe.data.coco is not None:
+        c = recipe.data.coco
+        coco_splits(resolve(base, c.root), c.train_split, c.val_split)
     modules = {name: type(m).__name__ for name, m in student.model.named_modules() if name}
+
+    def layers(model: Bundle, names: list[str], who: str, key: str) -> None:
+        try:
+            find_layers(model.model, names, who)
+        except RecipeError as exc:
+            raise RecipeError(f"{source}: {key}: {exc}") from None
+
     for i, stage in enumerate(recipe.stages):
         key = f"stages.{i}"
-        try:
-            if stage.kind == "distill" and stage.features:
-                find_layers(student.model, [f.student for f in stage.features], "student")
-                find_layers(teacher.model, [f.teacher for f in stage.features], "teacher")
-            if stage.kind == "prune":
-                find_layers(student.model, list(stage.protect), "student")
-            if stage.kind == "quantize":
-                layers = stage.keep_float
-                find_layers(student.model, list(layers.names), "student")
-                for kind in layers.types:
-                    if kind not in modules.values():
-                        raise RecipeError(
-                            f"keep_float.types: the student has no {kind!r} layer "
-                            f"(types: {', '.join(sorted(set(modules.values())))})"
-                        )
-                for pattern in layers.patterns:
-                    try:
-                        compiled = re.compile(pattern)
-                    except re.error as exc:
-                        raise RecipeError(
-                            f"keep_float.patterns: {pattern!r} is not a valid regular "
-                            f"expression ({exc})"
-                        ) from None
-                    if not any(compiled.search(name) for name in modules):
-                        raise RecipeError(f"keep_float.patterns: {pattern!r} matches no layer")
-        except RecipeError as exc:
-            raise RecipeError(f"{recipe.name}: {key} ({stage.kind}): {exc}") from None
+        if stage.kind == "distill" and stage.features:
+            layers(student, [f.student for f in stage.features], "student", f"{key}.features")
+            layers(teacher, [f.teacher for f in stage.features], "teacher", f"{key}.features")
+        elif stage.kind == "prune":
+            layers(student, list(stage.protect), "student", f"{key}.protect")
+        elif stage.kind == "quantize":
+            rules = stage.keep_float
+            layers(student, list(rules.names), "student", f"{key}.keep_float.names")
+            for kind in rules.types:
+                if kind not in modules.values():
+                    raise RecipeError(
+                        f"{source}: {key}.keep_float.types: the student has no {kind!r} layer "
+                        f"(types: {', '.join(sorted(set(modules.values())))})"
+                    )
+            for pattern in rules.patterns:
+                try:
+                    compiled = re.compile(pattern)
+                except re.error as exc:
+                    raise RecipeError(
+                        f"{source}: {key}.keep_float.patterns: {pattern!r} is not a valid "
+                        f"regular expression ({exc})"
+                    ) from None
+                if not any(compiled.search(name) for name in modules):
+                    raise RecipeError(
+                        f"{source}: {key}.keep_float.patterns: {pattern!r} matches no layer"
+                    )
 
 
 def run_recipe(recipe_path: Path, out: Path | None, force: bool, console: Console) -> RunResult:
@@ -190,7 +205,6 @@ def run_recipe(recipe_path: Path, out: Path | None, force: bool, console: Consol
 
     stage_functions = {"distill": distill, "prune": prune, "quantize": quantize}
     recipe, base, bundle, teacher = prepare_run(recipe_path)
-    check_references(recipe, bundle, teacher)
     out = Path(out) if out is not None else Path("exported") / recipe.name
     refuse_existing(out, force)  # fail before the work, not after it
     seed_everything(recipe.seed)

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from compress.errors import RecipeError
 from compress.pose.spec import PoseSpec, coco17
@@ -132,21 +140,23 @@ class Recipe(Strict):
     stages: list[Stage] = Field(default_factory=list)
     seed: int = 0
 
-    @model_validator(mode="after")
-    def _stage_order(self) -> Recipe:
-        kinds = [stage.kind for stage in self.stages]
-        if "quantize" in kinds and kinds.index("quantize") != len(kinds) - 1:
-            later = kinds[kinds.index("quantize") + 1]
+    @field_validator("stages")
+    @classmethod
+    def _stage_order(cls, stages: list, info: ValidationInfo) -> list:
+        kinds = [stage.kind for stage in stages]
+        if kinds.count("quantize") > 1 or ("quantize" in kinds and kinds[-1] != "quantize"):
+            at = kinds.index("quantize")
             raise ValueError(
-                f"stage {kinds.index('quantize') + 1} 'quantize' must be the last stage "
-                f"(stage {kinds.index('quantize') + 2} is {later!r}): a quantized network "
-                "is not trained or pruned further"
+                f"stages.{at} is 'quantize' but stages.{at + 1} is {kinds[at + 1]!r}: quantize "
+                "must be the last stage (a quantized network is not trained or pruned further)"
             )
-        if "distill" in kinds and self.model.teacher is None:
+        model = info.data.get("model")
+        if "distill" in kinds and model is not None and model.teacher is None:
             raise ValueError(
-                f"stage {kinds.index('distill') + 1} 'distill' needs a teacher: set model.teacher"
+                f"stages.{kinds.index('distill')} is 'distill', which needs a teacher: "
+                "set model.teacher"
             )
-        return self
+        return stages
 
 
 def resolve(base: Path, path: Path) -> Path:
@@ -205,8 +215,7 @@ def _explain(
         elif err["type"] == "missing":
             lines.append(f"{where}: missing required key {key!r}")
         elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            kinds = err.get("ctx", {}).get("expected_tags", "")
-            allowed = [k.strip(" '") for k in str(kinds).split(",")]
+            allowed = sorted(t for m in _models_in(Stage) if (t := _tag_of(m)))
             got = err.get("ctx", {}).get("tag")
             if got is None:
                 lines.append(f"{where}: {key}: missing 'kind' (one of: {', '.join(allowed)})")

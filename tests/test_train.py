@@ -99,7 +99,7 @@ def test_nan_loss_stops_with_the_step_named(tmp_path: Path, datasets) -> None:
         )
 
 
-def test_two_process_ddp_ends_with_identical_weights(tmp_path: Path, synthetic_root: Path) -> None:
+def run_ddp_worker(data_root: Path, out: Path, mode: str) -> list[dict[str, torch.Tensor]]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable,
@@ -108,17 +108,36 @@ def test_two_process_ddp_ends_with_identical_weights(tmp_path: Path, synthetic_r
         "--standalone",
         "--nproc_per_node=2",
         str(REPO / "tests" / "ddp_worker.py"),
-        str(synthetic_root),
-        str(tmp_path),
+        str(data_root),
+        str(out),
+        mode,
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rank0, rank1 = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1))
+    return [load_file(str(out / f"rank{r}.safetensors")) for r in (0, 1)]
+
+
+def assert_identical(rank0: dict, rank1: dict) -> None:
     assert rank0.keys() == rank1.keys()
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
+
+
+def test_two_process_ddp_ends_with_identical_weights(tmp_path: Path, synthetic_root: Path) -> None:
+    rank0, rank1 = run_ddp_worker(synthetic_root, tmp_path, "train")
+    assert_identical(rank0, rank1)
     # Only rank 0 wrote the run folder.
     assert (tmp_path / "run" / "best.json").exists()
+
+
+def test_two_process_distillation_ends_with_identical_weights(
+    tmp_path: Path, synthetic_root: Path
+) -> None:
+    rank0, rank1 = run_ddp_worker(synthetic_root, tmp_path, "distill")
+    assert_identical(rank0, rank1)
+    torch.manual_seed(0)
+    start = Bundle.build("tests.user_models:tiny_pose", SPEC).model.state_dict()
+    assert any(not torch.equal(start[k], rank0[k]) for k in start)  # it did train
 
 
 def test_softmax_cross_entropy_prefers_the_right_peak() -> None:

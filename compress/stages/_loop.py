@@ -103,7 +103,7 @@ def fit_steps(
     train_set,
     schedule: StepSchedule,
     seed: int,
-    console: Console,
+    console: Console | None,
     description: str,
     train_mode: Callable[[torch.nn.Module], None] | None = None,
 ) -> list[float]:
@@ -112,6 +112,7 @@ def fit_steps(
     per-step losses (this rank's)."""
     if len(train_set) == 0:
         raise DataError("the training split has no annotated people")
+    console = console or Console()
     distributed = _dist.init_from_env()
     main = _dist.is_main()
     torch.manual_seed(seed + _dist.rank())
@@ -158,5 +159,6 @@ def fit_steps(
             losses.append(loss.item())
             progress.update(task, advance=1, loss=losses[-1], lr=lr)
             log.maybe(step + 1, losses[-1], lr)
+    _dist.broadcast_buffers(trainable)
     _dist.barrier()
     return losses

@@ -1,0 +1,271 @@
+"""`pocket run`, `pocket recipe check|show`: compression recipes from YAML to a run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from compress.cli import app
+from compress.errors import RecipeError
+from compress.pipeline import prepare_run
+from compress.recipe import Recipe, load_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+GOOD = """\
+version: 1
+name: tiny
+model:
+  student: {architecture: mobilepose, arguments: {width: 0.25, head_channels: 16}}
+  teacher: {architecture: respose, arguments: {widths: [16, 16, 24, 32], head_channels: 16}}
+spec:
+  input_size: [64, 64]
+data:
+  coco: {root: DATA}
+stages:
+  - kind: distill
+    steps: 2
+    batch_size: 8
+    workers: 0
+  - kind: prune
+    channel_ratio: 0.3
+    finetune: {steps: 1, batch_size: 8, workers: 0}
+  - kind: quantize
+    calibration_samples: 8
+    keep_float: {names: [head.final]}
+"""
+
+
+@pytest.fixture
+def write(tmp_path: Path, synthetic_root: Path):
+    def write(text: str) -> Path:
+        path = tmp_path / "recipe.yaml"
+        path.write_text(text.replace("DATA", str(synthetic_root)))
+        return path
+
+    return write
+
+
+# Each malformed recipe: (text replaced, replacement, the exact message expected).
+MALFORMED = [
+    (
+        "  - kind: prune",
+        "  - kind: prun",
+        "recipe.yaml:15: stages.1.kind: unknown stage 'prun'; did you mean 'prune'? "
+        "(allowed: distill, prune, quantize)",
+    ),
+    (
+        "  - kind: distill\n",
+        "  - \n",
+        "recipe.yaml:12: stages.0: missing 'kind' (one of: distill, prune, quantize)",
+    ),
+    (
+        "    steps: 2",
+        "    steps: 0",
+        "recipe.yaml:12: stages.0.steps: Input should be greater than or equal to 1 (got 0)",
+    ),
+    (
+        "    steps: 2",
+        "    stpes: 2",
+        "recipe.yaml:12: unknown key 'stages.0.stpes'; did you mean 'steps'?",
+    ),
+    (
+        "    channel_ratio: 0.3",
+        "    channel_ratio: 0.3\n    macs_reduction: 0.4",
+        "recipe.yaml:15: stages.1: Value error, give exactly one of 'channel_ratio' or "
+        "'macs_reduction'",
+    ),
+    (
+        "    channel_ratio: 0.3",
+        "    channel_ratio: 1.5",
+        "recipe.yaml:16: stages.1.channel_ratio: Input should be less than 1 (got 1.5)",
+    ),
+    (
+        "    channel_ratio: 0.3",
+        "    channel_ratio: 0.3\n    importance: l3",
+        "recipe.yaml:17: stages.1.importance: Input should be 'l1', 'l2' or 'taylor' (got 'l3')",
+    ),
+    (
+        "  - kind: distill\n    steps: 2\n    batch_size: 8\n    workers: 0\n",
+        "",
+        "",  # valid: no distill stage, no teacher needed (see the next case)
+    ),
+    (
+        "  teacher: {architecture: respose, arguments: {widths: [16, 16, 24, 32], "
+        "head_channels: 16}}\n",
+        "",
+        "recipe.yaml:9: stages: Value error, stages.0 is 'distill', which needs a "
+        "teacher: set model.teacher",
+    ),
+    (
+        "    calibration_samples: 8",
+        "    calibration_samples: 8\n    observer: minmax2",
+        "recipe.yaml:20: stages.2.observer: Input should be 'minmax', 'moving_average' or "
+        "'histogram' (got 'minmax2')",
+    ),
+    (
+        "    keep_float: {names: [head.final]}",
+        "    keep_float: {name: [head.final]}",
+        "recipe.yaml:20: unknown key 'stages.2.keep_float.name'; did you mean 'names'? "
+        "(allowed: names, types, patterns)",
+    ),
+    (
+        "    calibration_samples: 8",
+        "    calibration_samples: many",
+        "recipe.yaml:19: stages.2.calibration_samples: Input should be a valid integer",
+    ),
+    (
+        "    calibration_samples: 8",
+        "    calibration_samples: 8\n    auto_max_ap_drop: 0",
+        "recipe.yaml:20: stages.2.auto_max_ap_drop: Input should be greater than 0 (got 0)",
+    ),
+    (
+        "  - kind: distill",
+        "  - kind: quantize\n  - kind: distill",
+        "recipe.yaml:10: stages: Value error, stages.0 is 'quantize' but stages.1 is 'distill': "
+        "quantize must be the last stage",
+    ),
+    (
+        "  student: {architecture: mobilepose, arguments: {width: 0.25, head_channels: 16}}",
+        "  student: {ref: student, architecture: mobilepose}",
+        "recipe.yaml:4: model.student: Value error, give exactly one of 'ref' or 'architecture'",
+    ),
+    (
+        "  student: {architecture: mobilepose, arguments: {width: 0.25, head_channels: 16}}",
+        "  student: {ref: student, arguments: {width: 0.5}}",
+        "recipe.yaml:4: model.student: Value error, 'arguments' and 'weights' go with "
+        "'architecture', not 'ref'",
+    ),
+    (
+        "  student: {architecture: mobilepose, arguments: {width: 0.25, head_channels: 16}}\n",
+        "",
+        "recipe.yaml:3: missing required key 'model.student'",
+    ),
+    (
+        "stages:\n",
+        "stages: 3\nunused:\n",
+        "recipe.yaml:10: stages: Input should be a valid list (got 3)",
+    ),
+    (
+        "    finetune: {steps: 1, batch_size: 8, workers: 0}",
+        "    finetune: {steps: -1}",
+        "recipe.yaml:17: stages.1.finetune.steps: Input should be greater than or equal to 0 "
+        "(got -1)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "message"), MALFORMED)
+def test_malformed_recipes_give_the_exact_message(write, old: str, new: str, message: str):
+    assert old in GOOD
+    path = write(GOOD.replace(old, new))
+    if not message:
+        load_recipe(path, Recipe)
+        return
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, Recipe)
+    assert str(info.value).startswith(f"{path.parent}/{message}"), str(info.value)
+
+
+# Recipes that parse but name something that does not exist: found before any work.
+MISSING = [
+    (
+        "  student: {architecture: mobilepose, arguments: {width: 0.25, head_channels: 16}}",
+        "  student: nothing-here",
+        "model.student.ref: 'nothing-here' is neither a shipped network (student, teacher) "
+        "nor a checkpoint",
+    ),
+    (
+        "  student: {architecture: mobilepose, arguments: {width: 0.25, head_channels: 16}}",
+        "  student: {architecture: mobilpose}",
+        "model.student.architecture: unknown architecture 'mobilpose'; did you mean 'mobilepose'",
+    ),
+    (
+        "  student: {architecture: mobilepose, arguments: {width: 0.25, head_channels: 16}}",
+        "  student: {architecture: mobilepose, weights: absent.safetensors}",
+        "model.student.weights: ",
+    ),
+    (
+        "    finetune: {steps: 1, batch_size: 8, workers: 0}",
+        "    protect: [haed]",
+        "stages.1.protect: the student has no layer 'haed'; did you mean 'head'?",
+    ),
+    (
+        "    keep_float: {names: [head.final]}",
+        "    keep_float: {types: [Conv3d]}",
+        "stages.2.keep_float.types: the student has no 'Conv3d' layer",
+    ),
+    (
+        "    keep_float: {names: [head.final]}",
+        "    keep_float: {patterns: ['^nope']}",
+        "stages.2.keep_float.patterns: '^nope' matches no layer",
+    ),
+    ("  coco: {root: DATA}", "  coco: {root: /nonexistent/data}", "/nonexistent/data"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "message"), MISSING)
+def test_missing_networks_files_and_layers_are_named_before_work(
+    write, tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    path = write(GOOD.replace(old, new))
+    result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "out").exists()
+    check = runner.invoke(app, ["recipe", "check", str(path)])
+    assert check.exit_code == 2 and message in check.output
+
+
+def test_recipe_show_fills_defaults_and_check_passes(write) -> None:
+    path = write(GOOD)
+    shown = runner.invoke(app, ["recipe", "show", str(path)])
+    assert shown.exit_code == 0, shown.output
+    data = yaml.safe_load(shown.output)
+    assert data["stages"][1]["importance"] == "l2"
+    assert data["stages"][2]["observer"] == "histogram"
+    assert data["stages"][2]["keep_float"]["names"] == ["head.final"]
+    checked = runner.invoke(app, ["recipe", "check", str(path)])
+    assert checked.exit_code == 0, checked.output
+    assert "ok (3 stage(s): distill, prune, quantize)" in checked.output
+
+
+def test_run_writes_the_report_and_refuses_to_overwrite(write, tmp_path: Path) -> None:
+    path = write(GOOD)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert [s["stage"] for s in report["stages"]] == ["distill", "prune", "quantize"]
+    prune_report = report["stages"][1]
+    assert prune_report["macs_after"] < prune_report["macs_before"]
+    assert report["stages"][2]["details"]["float_layers"] == ["head.final"]
+    assert {"ap", "pck"} <= set(report["stages"][2]["metrics_after"])
+    assert (out / "float.safetensors").exists() and (out / "float.json").exists()
+    again = runner.invoke(app, ["run", str(path), "--out", str(out)])
+    assert again.exit_code == 2
+    assert "already exists; pass --force" in again.output
+
+
+@pytest.mark.parametrize("name", ["pose-mobile", "pose-qat"])
+def test_shipped_compression_recipes_load(name: str) -> None:
+    recipe = load_recipe(REPO / "recipes" / f"{name}.yaml", Recipe)
+    assert recipe.name == name
+    assert [s.kind for s in recipe.stages] == ["distill", "prune", "quantize"]
+
+
+def test_prepare_run_resolves_shipped_refs_and_shorthand(write) -> None:
+    path = write(
+        GOOD.replace(
+            "  student: {architecture: mobilepose, arguments: {width: 0.25, head_channels: 16}}",
+            "  student: {architecture: tests.user_models:tiny_pose}",
+        ).replace("    keep_float: {names: [head.final]}", "    keep_float: {names: [body.5]}")
+    )
+    recipe, _, student, teacher = prepare_run(path)
+    assert student.architecture == "tests.user_models:tiny_pose"
+    assert teacher is not None and recipe.stages[0].kind == "distill"
