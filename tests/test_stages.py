@@ -19,11 +19,14 @@ from compress.stages.configs import DistillConfig, FloatLayers, PruneConfig, Qua
 from compress.stages.distill import distill
 from compress.stages.prune import prune
 from compress.stages.quantize import (
+    LayerSwitches,
     base_quantizer,
+    calibration_batches,
     export_for_quantization,
     fewest_float_layers,
     float_matcher,
     list_units,
+    ptq,
     quantize,
 )
 
@@ -179,6 +182,30 @@ def test_sensitivity_lists_every_layer_on_a_small_network(context) -> None:
     rows = details["sensitivity"]["layers"]
     assert {r["layer"] for r in rows} == {"body.0", "body.3", "body.5"}
     assert all(r["output_error"] >= 0 for r in rows)
+
+
+def test_layer_switches_measure_what_post_training_quantization_gives(context) -> None:
+    # The fast path (one calibration, fake quantization switched per layer) quantizes a layer
+    # as the full INT8 network does; with every layer on it is that network.
+    model = student().model
+    exported = export_for_quantization(model, SPEC)
+    quantizer = base_quantizer("minmax", per_channel=True, qat=False)
+    batches = calibration_batches(context.train_set, 16, seed=0)
+    switches = LayerSwitches(exported, quantizer, batches)
+    units = list_units(exported, quantizer)
+    x = batches[0][:4]
+    full = ptq(exported, quantizer, batches, lambda unit: True)
+    with torch.no_grad():
+        assert torch.allclose(switches.only(set(units))(x), full(x), rtol=1e-4, atol=1e-5)
+        # All off: the float network (batch norm folded, so equal up to rounding).
+        assert torch.allclose(switches.only(set())(x), exported(x), rtol=1e-4, atol=1e-5)
+    # One layer alone: within 1 % of a separate PTQ of just that layer (which may place its
+    # input observer after an activation rather than before it, as the full network does).
+    for layers in ({"backbone.2.block.1.0"}, {"head.final", "backbone.1:add"}):
+        separate = ptq(exported, quantizer, batches, lambda unit, s=layers: unit.name in s)
+        with torch.no_grad():
+            expected, got = separate(x), switches.only(layers)(x)
+        assert float((got - expected).norm() / expected.norm()) < 0.01
 
 
 def test_auto_search_finds_the_fewest_float_layers() -> None:

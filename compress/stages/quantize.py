@@ -28,6 +28,7 @@ from torchao.quantization.pt2e import (
     HistogramObserver,
     MinMaxObserver,
     MovingAverageMinMaxObserver,
+    ObserverBase,
     move_exported_model_to_eval,
     move_exported_model_to_train,
 )
@@ -157,13 +158,14 @@ class SelectiveQuantizer(Quantizer):
     def __init__(self, inner: Quantizer, keep: Callable[[Unit], bool]) -> None:
         super().__init__()
         self.inner, self.keep = inner, keep
+        self.units: dict[str, Unit] = {}
 
     def transform_for_annotation(self, model: GraphModule) -> GraphModule:
         return self.inner.transform_for_annotation(model)
 
     def annotate(self, model: GraphModule) -> GraphModule:
         self.inner.annotate(model)
-        units = quant_units(model)
+        self.units = units = quant_units(model)
         drop = {n for unit in units.values() if not self.keep(unit) for n in unit.nodes}
         nodes = {n.name: n for n in model.graph.nodes}
         stripped: set[Node] = set()
@@ -284,23 +286,87 @@ def output_error(model: torch.nn.Module, reference: torch.Tensor, images: torch.
     return float((out - reference).norm() / reference.norm().clamp_min(1e-12))
 
 
+class _FakeQuant(torch.nn.Module):
+    """An observer's calibrated quantization, applied only while ``enabled``."""
+
+    def __init__(self, observer: ObserverBase) -> None:
+        super().__init__()
+        scale, zero_point = observer.calculate_qparams()
+        self.register_buffer("scale", scale.float())
+        self.register_buffer("zero_point", zero_point.int())
+        self.qmin, self.qmax = observer.quant_min, observer.quant_max
+        per_channel = observer.qscheme in (torch.per_channel_symmetric, torch.per_channel_affine)
+        self.axis = observer.ch_axis if per_channel else None
+        self.enabled = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
+        if self.axis is None:
+            return torch.fake_quantize_per_tensor_affine(
+                x, self.scale, self.zero_point, self.qmin, self.qmax
+            )
+        return torch.fake_quantize_per_channel_affine(
+            x, self.scale, self.zero_point, self.axis, self.qmin, self.qmax
+        )
+
+
+class LayerSwitches:
+    """One calibration, then any set of layers quantized at will.
+
+    Every observer of the fully annotated network is calibrated once and becomes a fake
+    quantization that can be switched on per layer: a layer is then quantized exactly as the
+    full INT8 network quantizes it (with every switch on, this is that network), and a
+    sensitivity sweep costs one calibration instead of one per layer.
+    """
+
+    def __init__(
+        self, exported: GraphModule, quantizer: Quantizer, batches: list[torch.Tensor]
+    ) -> None:
+        selective = SelectiveQuantizer(quantizer, lambda unit: True)
+        self.model = prepare_pt2e(copy.deepcopy(exported), selective)
+        _calibrate(self.model, batches)
+        owner = {node: unit.name for unit in selective.units.values() for node in unit.nodes}
+        # One switch per observer; PT2E registers a shared observer under several names.
+        switches: dict[int, tuple[_FakeQuant, set[str]]] = {}
+        for node in list(self.model.graph.nodes):
+            if node.op != "call_module":
+                continue
+            observer = self.model.get_submodule(node.target)
+            if not isinstance(observer, ObserverBase | _FakeQuant):
+                continue
+            if id(observer) not in switches and isinstance(observer, ObserverBase):
+                switches[id(observer)] = (_FakeQuant(observer), set())
+            switch, units = switches.get(id(observer)) or next(
+                v for v in switches.values() if v[0] is observer
+            )
+            setattr(self.model, node.target, switch)
+            near = [node.args[0], *node.users] if node.args else list(node.users)
+            units |= {owner[n.name] for n in near if isinstance(n, Node) and n.name in owner}
+        self.touches = list(switches.values())
+        set_eval(self.model)
+
+    def only(self, layers: set[str]) -> GraphModule:
+        """The network with exactly ``layers`` quantized."""
+        for switch, units in self.touches:
+            switch.enabled = bool(units & layers)
+        return self.model
+
+
 def sensitivity(
-    exported: GraphModule,
-    quantizer: Quantizer,
+    switches: LayerSwitches,
     units: dict[str, Unit],
-    batches: list[torch.Tensor],
+    probe: torch.Tensor,
+    reference: torch.Tensor,
     dataset,
     float_ap: float,
     console,
 ) -> list[dict[str, Any]]:
     """Quantize one layer at a time: AP drop (points) and output error for each, worst first."""
-    probe = batches[0]
-    with torch.no_grad():
-        reference = exported(probe)
     rows = []
     for i, name in enumerate(units, 1):
         start = time.perf_counter()
-        model = ptq(exported, quantizer, batches, lambda u, name=name: u.name == name)
+        model = switches.only({name})
         ap = _ap(model, dataset)
         rows.append(
             {
@@ -343,31 +409,27 @@ def quantize(bundle: Bundle, config: QuantizeConfig, context: StageContext) -> t
     }
 
     ranking: list[dict[str, Any]] = []
+    auto_float: list[str] = []
     if config.sensitivity or config.auto_max_ap_drop is not None:
+        switches = LayerSwitches(exported, quantizer, batches)
+        probe = batches[0]
+        with torch.no_grad():
+            reference = float_model(probe)
         subset = context.val_set.first_images(config.sensitivity_people)
         float_ap = _ap(float_model, subset)
-        ranking = sensitivity(exported, quantizer, units, batches, subset, float_ap, console)
-        details["sensitivity"] = {
-            "people": len(subset),
-            "float_ap": float_ap,
-            "layers": ranking,
-        }
-
-    auto_float: list[str] = []
-    if config.auto_max_ap_drop is not None:
-        float_ap = measure(bundle, context.val_set, context.eval_batch_size).ap
-        auto_float, trials = _auto(
-            exported,
-            quantizer,
-            batches,
-            user_float,
-            ranking,
-            context.val_set,
-            float_ap,
-            config.auto_max_ap_drop,
-            console,
-        )
-        details["auto"] = {"max_ap_drop": config.auto_max_ap_drop, "trials": trials}
+        ranking = sensitivity(switches, units, probe, reference, subset, float_ap, console)
+        details["sensitivity"] = {"people": len(subset), "float_ap": float_ap, "layers": ranking}
+        if config.auto_max_ap_drop is not None:
+            auto_float, trials = _auto(
+                switches,
+                [r["layer"] for r in ranking if not user_float(units[r["layer"]])],
+                {name for name, unit in units.items() if not user_float(unit)},
+                context.val_set,
+                measure(bundle, context.val_set, context.eval_batch_size).ap,
+                config.auto_max_ap_drop,
+                console,
+            )
+            details["auto"] = {"max_ap_drop": config.auto_max_ap_drop, "trials": trials}
 
     def keep(unit: Unit) -> bool:
         return not user_float(unit) and unit.name not in auto_float
@@ -425,26 +487,26 @@ def fewest_float_layers(
 
 
 def _auto(
-    exported, quantizer, batches, user_float, ranking, dataset, float_ap, budget, console
+    switches: LayerSwitches,
+    order: list[str],
+    quantizable: set[str],
+    dataset,
+    float_ap: float,
+    budget: float,
+    console,
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Keep the fewest most-sensitive layers in float that hold the AP drop within budget."""
     trials: list[dict[str, Any]] = []
 
-    def drop_of(chosen: list[str]) -> float:
-        model = ptq(
-            exported,
-            quantizer,
-            batches,
-            lambda u: not user_float(u) and u.name not in set(chosen),
-        )
-        drop = 100 * (float_ap - _ap(model, dataset))
-        trials.append({"float_layers": list(chosen), "ap_drop": drop})
+    def drop_of(floating: list[str]) -> float:
+        drop = 100 * (float_ap - _ap(switches.only(quantizable - set(floating)), dataset))
+        trials.append({"float_layers": list(floating), "ap_drop": drop})
         console.print(
-            f"auto: {len(chosen)} layer(s) in float -> AP drop {drop:.2f} (budget {budget})"
+            f"auto: {len(floating)} layer(s) in float -> AP drop {drop:.2f} (budget {budget})"
         )
         return drop
 
-    return fewest_float_layers([r["layer"] for r in ranking], budget, drop_of), trials
+    return fewest_float_layers(order, budget, drop_of), trials
 
 
 def _qat(bundle, float_model, spec, batches, keep, config, context):
