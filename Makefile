@@ -6,7 +6,7 @@ POCKET := $(VENV)/bin/pocket
 STAMP  := $(VENV)/.pocket-installed
 DEMO_DATA := .cache/synthetic-demo
 
-.PHONY: venv demo test test-slow lint format bench-data train-networks train-student train-teacher retrain-check clean
+.PHONY: venv demo test test-slow lint format bench-data bench-compress train-networks train-student train-teacher retrain-check clean
 
 venv: $(STAMP)
 
@@ -43,6 +43,10 @@ format: venv
 
 bench-data: venv
 	$(PY) benchmarks/data_speed.py
+
+# The compression stages on the shipped networks against their targets (about 30 min).
+bench-compress: venv
+	POCKET_CACHE=.cache $(PY) benchmarks/compression.py
 
 # Reproduce the shipped networks: `make train-networks` trains both side by side, one thread
 # each (about 2 hours on 2 CPU cores). Synthetic data is generated once into .cache/; the run
