@@ -54,9 +54,7 @@ def main() -> int:
             pruned, pruned_metrics = bundle, metrics
     recipe_minutes = (time.perf_counter() - start) / 60
 
-    _, qat_report, _ = run_stage(
-        "quantize", quantize, pruned, qat_stage, context, pruned_metrics
-    )
+    _, qat_report, _ = run_stage("quantize", quantize, pruned, qat_stage, context, pruned_metrics)
     ptq_drop = reports["quantize"].ap_drop
     budget = round(max(0.05, min(0.5, ptq_drop / 2)), 2)
     auto_stage = recipe.stages[-1].model_copy(

@@ -262,3 +262,34 @@ def test_elbows_fold_to_the_front_of_the_arm() -> None:
     )
     skel = build_skeleton(prop, up)  # overhead, the forearm folds behind the head
     assert skel.points["left_wrist"][2] - skel.points["left_elbow"][2] < -0.9 * prop.forearm
+
+
+def test_runs_started_together_generate_the_cached_data_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    import compress.data.sources as sources
+
+    calls = []
+
+    def slow_generate(*args, **kwargs):
+        calls.append(args[0])
+        time.sleep(0.5)  # long enough for the other run to arrive while this one writes
+        return generate_dataset(*args, **kwargs)
+
+    monkeypatch.setenv("POCKET_CACHE", str(tmp_path))
+    monkeypatch.setattr(sources, "generate_dataset", slow_generate)
+    results = []
+    runs = [
+        threading.Thread(target=lambda: results.append(sources.synthetic_splits(2, 2, 5, 64)))
+        for _ in range(2)
+    ]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert len(calls) == 1
+    assert results[0][1].annotation_file == results[1][1].annotation_file
+    assert results[0][1].annotation_file.exists()
