@@ -1,5 +1,6 @@
 """The README model table: params, MACs, input size, checkpoint size and accuracy of the
-shipped networks on the synthetic val split their recipes train against.
+shipped networks on the synthetic val split their recipes train against; when the fp32
+training checkpoints are still in exported/NAME/best, also what fp16 storage cost.
 
 Run: POCKET_CACHE=.cache .venv/bin/python benchmarks/model_table.py
 """
@@ -12,7 +13,7 @@ import torch
 
 from compress.data.coco import CocoPoseDataset
 from compress.data.sources import synthetic_splits
-from compress.models.bundle import checkpoint_paths
+from compress.models.bundle import checkpoint_paths, load_bundle
 from compress.models.inspect import summarize
 from compress.models.zoo import SHIPPED, resolve_model, shipped_path
 from compress.pose.metrics import evaluate
@@ -21,8 +22,15 @@ from compress.recipe import TrainRecipe, load_recipe
 REPO = Path(__file__).resolve().parent.parent
 
 
+def score(model: torch.nn.Module, dataset):
+    model.eval()
+    with torch.no_grad():
+        return evaluate(model, dataset)
+
+
 def main() -> None:
     torch.set_num_threads(2)
+    fp16_checks = []
     print(f"{'model':8} {'arch':11} {'params':>10} {'GMACs':>6} {'input':>8} {'ckpt MB':>8} "
           f"{'AP':>6} {'AP50':>6} {'AR':>6} {'PCK':>6} {'people':>6}")  # fmt: skip
     for name in SHIPPED:
@@ -35,9 +43,12 @@ def main() -> None:
         s = recipe.data.synthetic
         _, val_split = synthetic_splits(s.train, s.val, s.seed, s.image_size)
         dataset = CocoPoseDataset(val_split, bundle.spec)
-        bundle.model.eval()
-        with torch.no_grad():
-            m = evaluate(bundle.model, dataset)
+        m = score(bundle.model, dataset)
+        trained = REPO / "exported" / name / "best"
+        if checkpoint_paths(trained)[0].exists():  # the fp32 checkpoint the fp16 one came from
+            fp32 = score(load_bundle(trained).model, dataset)
+            fp16_checks.append(f"{name}: fp32 AP {fp32.ap:.4f}, fp16 AP {m.ap:.4f}, "
+                               f"difference {m.ap - fp32.ap:+.4f}")  # fmt: skip
         summary = summarize(bundle.model, bundle.spec, layers=False)
         h, w = bundle.spec.input_size
         print(
@@ -45,6 +56,8 @@ def main() -> None:
             f"{f'{h}x{w}':>8} {weights.stat().st_size / 1e6:8.2f} {m.ap:6.3f} {m.ap50:6.3f} "
             f"{m.ar:6.3f} {m.pck:6.3f} {m.num_people:6d}"
         )
+    for line in fp16_checks:
+        print(line)
 
 
 if __name__ == "__main__":
