@@ -21,6 +21,26 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def device() -> torch.device:
+    """This rank's device: its GPU (LOCAL_RANK) when there are GPUs, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def to_device(batch: dict, where: torch.device) -> dict:
+    return {k: v.to(where) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def all_true(flag: bool) -> bool:
+    """True only if ``flag`` holds on every rank (so all ranks take the same branch)."""
+    if world_size() == 1:
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device())
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
 def init_from_env() -> bool:
     """Join the process group torchrun describes; returns True when running distributed."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -46,7 +66,7 @@ def shutdown() -> None:
 def all_reduce_mean(value: float) -> float:
     if world_size() == 1:
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    t = torch.tensor([value], dtype=torch.float64, device=device())
     dist.all_reduce(t)
     return float(t.item()) / world_size()
 

@@ -29,6 +29,7 @@ from compress.recipe import (
     resolve,
 )
 from compress.stages.base import StageContext, StageReport, measure, run_stage, summary
+from compress.stages.configs import DistillSettings, FloatLayers
 from compress.stages.train import seed_everything, train
 
 DEFAULT_INPUT_SIZE = (160, 128)
@@ -82,10 +83,11 @@ def run_training(
 
 # ----- pocket run ------------------------------------------------------------------------------
 def load_network(section: NetworkSection, base: Path, spec: PoseSpec | None, key: str) -> Bundle:
-    """A recipe's network: shipped, a pocket checkpoint, or an architecture (+ weights)."""
+    """A recipe's network: shipped, a pocket checkpoint (both carry their own PoseSpec), or an
+    architecture (+ weights) built on ``spec``."""
     if section.ref is not None:
         if section.ref in SHIPPED:
-            return resolve_model(section.ref, spec)
+            return resolve_model(section.ref)
         path = resolve(base, Path(section.ref))
         _, config = checkpoint_paths(path)
         if not config.exists():
@@ -93,7 +95,7 @@ def load_network(section: NetworkSection, base: Path, spec: PoseSpec | None, key
                 f"{key}.ref: {section.ref!r} is neither a shipped network "
                 f"({', '.join(SHIPPED)}) nor a checkpoint ({config} not found)"
             )
-        return load_bundle(path, spec)
+        return load_bundle(path)
     spec = spec or coco17(*DEFAULT_INPUT_SIZE)
     try:
         bundle = Bundle.build(section.architecture, spec, **section.arguments)
@@ -135,6 +137,13 @@ def prepare_run(recipe_path: Path) -> tuple[Recipe, Path, Bundle, Bundle | None]
     recipe = load_recipe(recipe_path, Recipe)
     base = Path(recipe_path).resolve().parent
     spec = recipe_spec(recipe, base)
+    networks = [n for n in (recipe.model.student, recipe.model.teacher) if n is not None]
+    if spec is not None and all(n.architecture is None for n in networks):
+        raise RecipeError(
+            f"{recipe_path}: spec: applies to networks given by 'architecture'; shipped "
+            "networks and checkpoints carry their own PoseSpec"
+        )
+    seed_everything(recipe.seed)  # before building: fresh initial weights are part of the run
     student = load_network(recipe.model.student, base, spec, f"{recipe_path}: model.student")
     teacher = None
     if recipe.model.teacher is not None:
@@ -150,8 +159,6 @@ def check_references(
 ) -> None:
     """Everything a run needs must exist before any work starts: the dataset, and the layer
     names, types and patterns the stages mention."""
-    import re
-
     from compress.stages.distill import check_teacher, find_layers
 
     if teacher is not None:
@@ -159,42 +166,57 @@ def check_references(
     if recipe.data.coco is not None:
         c = recipe.data.coco
         coco_splits(resolve(base, c.root), c.train_split, c.val_split)
-    modules = {name: type(m).__name__ for name, m in student.model.named_modules() if name}
 
-    def layers(model: Bundle, names: list[str], who: str, key: str) -> None:
+    def layers(model: Bundle | None, names: list[str], who: str, key: str) -> None:
         try:
             find_layers(model.model, names, who)
         except RecipeError as exc:
             raise RecipeError(f"{source}: {key}: {exc}") from None
 
+    activation = str(student.spec.heatmap_activation)
     for i, stage in enumerate(recipe.stages):
         key = f"stages.{i}"
-        if stage.kind == "distill" and stage.features:
-            layers(student, [f.student for f in stage.features], "student", f"{key}.features")
-            layers(teacher, [f.teacher for f in stage.features], "teacher", f"{key}.features")
-        elif stage.kind == "prune":
+        for sub, settings in distill_settings(stage):
+            if settings.loss == "kl" and activation != "softmax":
+                raise RecipeError(
+                    f"{source}: {key}{sub}.loss: 'kl' compares spatial softmax distributions; "
+                    f"the student's heatmap_activation is {activation!r} (use 'mse' or 'auto')"
+                )
+            # Distillation learns from the teacher; fine-tuning and QAT from the network itself.
+            other = teacher if stage.kind == "distill" else student
+            pairs = settings.features
+            layers(student, [f.student for f in pairs], "student", f"{key}{sub}.features")
+            layers(other, [f.teacher for f in pairs], "teacher", f"{key}{sub}.features")
+        if stage.kind == "prune":
             layers(student, list(stage.protect), "student", f"{key}.protect")
-        elif stage.kind == "quantize":
-            rules = stage.keep_float
-            layers(student, list(rules.names), "student", f"{key}.keep_float.names")
-            for kind in rules.types:
-                if kind not in modules.values():
-                    raise RecipeError(
-                        f"{source}: {key}.keep_float.types: the student has no {kind!r} layer "
-                        f"(types: {', '.join(sorted(set(modules.values())))})"
-                    )
-            for pattern in rules.patterns:
-                try:
-                    compiled = re.compile(pattern)
-                except re.error as exc:
-                    raise RecipeError(
-                        f"{source}: {key}.keep_float.patterns: {pattern!r} is not a valid "
-                        f"regular expression ({exc})"
-                    ) from None
-                if not any(compiled.search(name) for name in modules):
-                    raise RecipeError(
-                        f"{source}: {key}.keep_float.patterns: {pattern!r} matches no layer"
-                    )
+        if stage.kind == "quantize" and stage.keep_float != FloatLayers():
+            # Checked against the quantizer's own layer names (backbone.3:add, ...), exactly as
+            # the stage will match them.
+            from compress.stages.quantize import (
+                base_quantizer,
+                export_for_quantization,
+                float_matcher,
+                list_units,
+            )
+
+            quantizer = base_quantizer(stage.observer, stage.per_channel, qat=False)
+            units = list_units(export_for_quantization(student.model, student.spec), quantizer)
+            try:
+                float_matcher(stage.keep_float, units)
+            except RecipeError as exc:
+                detail = str(exc).removeprefix("quantize.")
+                raise RecipeError(f"{source}: {key}.{detail}") from None
+
+
+def distill_settings(stage) -> list[tuple[str, DistillSettings]]:
+    """(key suffix, settings) of every distillation a stage runs."""
+    if stage.kind == "distill":
+        return [("", stage)]
+    if stage.kind == "prune" and stage.finetune.steps:
+        return [(".finetune", stage.finetune)]
+    if stage.kind == "quantize" and stage.qat is not None:
+        return [(".qat", stage.qat)]
+    return []
 
 
 def run_recipe(recipe_path: Path, out: Path | None, force: bool, console: Console) -> RunResult:
@@ -204,10 +226,13 @@ def run_recipe(recipe_path: Path, out: Path | None, force: bool, console: Consol
     from compress.stages.quantize import quantize
 
     stage_functions = {"distill": distill, "prune": prune, "quantize": quantize}
+    _dist.init_from_env()
+    main = _dist.is_main()
+    if not main:
+        console = Console(quiet=True)
     recipe, base, bundle, teacher = prepare_run(recipe_path)
     out = Path(out) if out is not None else Path("exported") / recipe.name
     refuse_existing(out, force)  # fail before the work, not after it
-    seed_everything(recipe.seed)
     train_set, val_set = load_datasets(recipe, base, bundle.spec, recipe.seed)
     context = StageContext(train_set, val_set, out, teacher, recipe.seed, console)
     start = time.perf_counter()
@@ -228,6 +253,22 @@ def run_recipe(recipe_path: Path, out: Path | None, force: bool, console: Consol
             f"MACs {report.macs_before / 1e9:.3f} -> {report.macs_after / 1e9:.3f} G  "
             f"({report.seconds:.0f} s)"
         )
+    if main:  # under torchrun only rank 0 writes
+        write_run_folder(out, force, recipe_path, recipe, bundle, first, reports, start)
+    _dist.barrier()
+    return RunResult(out, bundle, reports)
+
+
+def write_run_folder(
+    out: Path,
+    force: bool,
+    recipe_path: Path,
+    recipe: Recipe,
+    bundle: Bundle,
+    first: dict[str, float],
+    reports: list[StageReport],
+    start: float,
+) -> None:
     with atomic_directory(out, force=force) as work:
         float_bundle = bundle
         if bundle.quantization is not None:
@@ -247,7 +288,6 @@ def run_recipe(recipe_path: Path, out: Path | None, force: bool, console: Consol
         (work / "report.json").write_text(
             json.dumps(json_safe(report), indent=1, allow_nan=False) + "\n"
         )
-    return RunResult(out, bundle, reports)
 
 
 def versions() -> dict[str, Any]:

@@ -144,7 +144,10 @@ class Recipe(Strict):
     @classmethod
     def _stage_order(cls, stages: list, info: ValidationInfo) -> list:
         kinds = [stage.kind for stage in stages]
-        if kinds.count("quantize") > 1 or ("quantize" in kinds and kinds[-1] != "quantize"):
+        if kinds.count("quantize") > 1:
+            where = [f"stages.{i}" for i, kind in enumerate(kinds) if kind == "quantize"]
+            raise ValueError(f"one quantize stage at most, got {len(where)}: {', '.join(where)}")
+        if "quantize" in kinds and kinds[-1] != "quantize":
             at = kinds.index("quantize")
             raise ValueError(
                 f"stages.{at} is 'quantize' but stages.{at + 1} is {kinds[at + 1]!r}: quantize "

@@ -125,9 +125,9 @@ MALFORMED = [
         "recipe.yaml:20: stages.2.auto_max_ap_drop: Input should be greater than 0 (got 0)",
     ),
     (
-        "  - kind: distill",
-        "  - kind: quantize\n  - kind: distill",
-        "recipe.yaml:10: stages: Value error, stages.0 is 'quantize' but stages.1 is 'distill': "
+        "    keep_float: {names: [head.final]}\n",
+        "  - kind: prune\n    channel_ratio: 0.2\n",
+        "recipe.yaml:10: stages: Value error, stages.2 is 'quantize' but stages.3 is 'prune': "
         "quantize must be the last stage",
     ),
     (
@@ -198,12 +198,12 @@ MISSING = [
     (
         "    keep_float: {names: [head.final]}",
         "    keep_float: {types: [Conv3d]}",
-        "stages.2.keep_float.types: the student has no 'Conv3d' layer",
+        "stages.2.keep_float.types: no quantized layer of type 'Conv3d'",
     ),
     (
         "    keep_float: {names: [head.final]}",
         "    keep_float: {patterns: ['^nope']}",
-        "stages.2.keep_float.patterns: '^nope' matches no layer",
+        "stages.2.keep_float.patterns: '^nope' matches no quantized layer",
     ),
     ("  coco: {root: DATA}", "  coco: {root: /nonexistent/data}", "/nonexistent/data"),
 ]
@@ -259,13 +259,88 @@ def test_shipped_compression_recipes_load(name: str) -> None:
     assert [s.kind for s in recipe.stages] == ["distill", "prune", "quantize"]
 
 
-def test_prepare_run_resolves_shipped_refs_and_shorthand(write) -> None:
-    path = write(
-        GOOD.replace(
-            "  student: {architecture: mobilepose, arguments: {width: 0.25, head_channels: 16}}",
-            "  student: {architecture: tests.user_models:tiny_pose}",
-        ).replace("    keep_float: {names: [head.final]}", "    keep_float: {names: [body.5]}")
-    )
-    recipe, _, student, teacher = prepare_run(path)
+def test_a_checkpoint_ref_in_shorthand_brings_its_own_spec(write, tmp_path: Path) -> None:
+    from compress.models import Bundle, save_bundle
+    from compress.pose.spec import coco17
+
+    spec = coco17(64, 64, heatmap_activation="softmax")
+    save_bundle(Bundle.build("tests.user_models:tiny_pose", spec), tmp_path / "mine")
+    text = GOOD.replace(
+        "  student: {architecture: mobilepose, arguments: {width: 0.25, head_channels: 16}}",
+        f"  student: {tmp_path / 'mine'}",
+    ).replace("    keep_float: {names: [head.final]}", "    keep_float: {names: [body.5]}")
+    recipe, _, student, teacher = prepare_run(write(text))
     assert student.architecture == "tests.user_models:tiny_pose"
+    assert student.spec.input_size == (64, 64)
     assert teacher is not None and recipe.stages[0].kind == "distill"
+    # A spec section with no architecture network to apply to is refused.
+    only_refs = text.replace(
+        "  teacher: {architecture: respose, arguments: {widths: [16, 16, 24, 32], "
+        "head_channels: 16}}\n",
+        f"  teacher: {tmp_path / 'mine'}\n",
+    )
+    with pytest.raises(RecipeError, match="spec: applies to networks given by 'architecture'"):
+        prepare_run(write(only_refs))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "  - kind: quantize",
+            "  - kind: quantize\n  - kind: quantize",
+            "stages: Value error, one quantize stage at most, got 2: stages.2, stages.3",
+        ),
+        (
+            "    calibration_samples: 8",
+            "    calibration_samples: 8\n    qat: {features: [{student: a, teacher: b}]}",
+            "stages.2.qat: Value error, feature distillation is not available for "
+            "quantization-aware training",
+        ),
+    ],
+)
+def test_more_malformed_recipes(write, old: str, new: str, message: str) -> None:
+    with pytest.raises(RecipeError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_recipe(write(GOOD.replace(old, new)), Recipe)
+
+
+def test_kl_distillation_needs_softmax_heatmaps(write) -> None:
+    text = GOOD.replace(
+        "  input_size: [64, 64]", "  input_size: [64, 64]\n  heatmap_activation: none"
+    )
+    text = text.replace("    steps: 2\n", "    steps: 2\n    loss: kl\n", 1)
+    with pytest.raises(RecipeError, match=r"stages.0.loss: 'kl' compares spatial softmax"):
+        prepare_run(write(text))
+
+
+def test_keep_float_is_checked_against_the_quantizer_layer_names(write) -> None:
+    # Names from a sensitivity table (module:operation) are accepted before the run ...
+    ok = GOOD.replace("keep_float: {names: [head.final]}", "keep_float: {names: ['head:add']}")
+    prepare_run(write(ok))
+    # ... and a module with no quantized operation (batch norm is folded away) is refused.
+    bad = GOOD.replace("keep_float: {names: [head.final]}", "keep_float: {types: [BatchNorm2d]}")
+    with pytest.raises(
+        RecipeError, match=r"stages.2.keep_float.types: no quantized layer of type 'BatchNorm2d'"
+    ):
+        prepare_run(write(bad))
+
+
+def test_pocket_run_under_torchrun_writes_one_run_folder(
+    tmp_path: Path, synthetic_root: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    recipe = tmp_path / "recipe.yaml"
+    text = GOOD.replace("DATA", str(synthetic_root))
+    recipe.write_text(text[: text.index("  - kind: quantize")])  # distill + prune
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "compress", "run", str(recipe), "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert [s["stage"] for s in report["stages"]] == ["distill", "prune"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "recipe.yaml"]

@@ -34,3 +34,22 @@ def raises(spec: PoseSpec) -> nn.Module:
 
 def not_a_module(spec: PoseSpec) -> str:
     return "oops"
+
+
+class HeadFirst(nn.Module):
+    """Registers its heatmap layer before its body: the output layer is not the last one."""
+
+    def __init__(self, spec: PoseSpec) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(16, spec.num_keypoints, 1)
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 16, 3, 2, 1), nn.ReLU()
+        )
+        self.extra = nn.Conv2d(16, 16, 1)  # registered last, but feeds nothing to the output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def head_first(spec: PoseSpec) -> nn.Module:
+    return HeadFirst(spec)

@@ -88,7 +88,10 @@ def save_bundle(
     weights_path, config_path = checkpoint_paths(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {
-        k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous().clone()
+        k: (v.detach().to(dtype) if v.is_floating_point() else v.detach())
+        .cpu()
+        .contiguous()
+        .clone()
         for k, v in bundle.model.state_dict().items()
     }
     save_file(tensors, str(weights_path), metadata={"format": "pt"})

@@ -3,6 +3,8 @@
 Structured pruning leaves an architecture whose constructor arguments no longer describe it.
 A checkpoint then records each resized layer's channel counts; loading builds the
 architecture and resizes those layers before the weights go in. Nothing is unpickled.
+Covered: convolutions and transposed convolutions (any dimension), linear layers, batch,
+group and layer norm, PReLU: the layers Torch-Pruning resizes in convolutional networks.
 """
 
 from __future__ import annotations
@@ -14,20 +16,26 @@ from torch import nn
 
 from compress.errors import ModelError
 
-Shapes = dict[str, dict[str, int]]
+Shapes = dict[str, dict[str, Any]]
 
 
-def _shape_of(module: nn.Module) -> dict[str, int] | None:
-    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+def _shape_of(module: nn.Module) -> dict[str, Any] | None:
+    if isinstance(module, nn.modules.conv._ConvNd):
         return {
             "in_channels": module.in_channels,
             "out_channels": module.out_channels,
             "groups": module.groups,
         }
-    if isinstance(module, nn.BatchNorm2d):
-        return {"num_features": module.num_features}
     if isinstance(module, nn.Linear):
         return {"in_features": module.in_features, "out_features": module.out_features}
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return {"num_features": module.num_features}
+    if isinstance(module, nn.GroupNorm):
+        return {"num_groups": module.num_groups, "num_channels": module.num_channels}
+    if isinstance(module, nn.LayerNorm):
+        return {"normalized_shape": list(module.normalized_shape)}
+    if isinstance(module, nn.PReLU):
+        return {"num_parameters": module.num_parameters}
     return None
 
 
@@ -54,25 +62,30 @@ def apply_shapes(model: nn.Module, shapes: Shapes) -> None:
     modules = dict(model.named_modules())
     for name, shape in shapes.items():
         module = modules.get(name)
-        if module is None or _shape_of(module) is None or set(shape) != set(_shape_of(module)):
+        current = _shape_of(module) if module is not None else None
+        if current is None or set(shape) != set(current):
             raise ModelError(f"checkpoint resizes layer {name!r}, which this architecture lacks")
         _resize(module, shape)
 
 
-def _resize(module: Any, s: dict[str, int]) -> None:
-    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+def _resize(module: Any, s: dict[str, Any]) -> None:
+    if isinstance(module, nn.modules.conv._ConvNd):
         cin, cout, groups = s["in_channels"], s["out_channels"], s["groups"]
         if cin % groups or cout % groups:
             raise ModelError(f"layer shape {s} has channels not divisible by groups")
-        kh, kw = module.kernel_size
         module.in_channels, module.out_channels, module.groups = cin, cout, groups
-        if isinstance(module, nn.ConvTranspose2d):
-            module.weight = _empty(cin, cout // groups, kh, kw)
+        if module.transposed:
+            module.weight = _empty(cin, cout // groups, *module.kernel_size)
         else:
-            module.weight = _empty(cout, cin // groups, kh, kw)
+            module.weight = _empty(cout, cin // groups, *module.kernel_size)
         if module.bias is not None:
             module.bias = _empty(cout)
-    elif isinstance(module, nn.BatchNorm2d):
+    elif isinstance(module, nn.Linear):
+        module.in_features, module.out_features = s["in_features"], s["out_features"]
+        module.weight = _empty(s["out_features"], s["in_features"])
+        if module.bias is not None:
+            module.bias = _empty(s["out_features"])
+    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
         n = s["num_features"]
         module.num_features = n
         if module.affine:
@@ -80,8 +93,16 @@ def _resize(module: Any, s: dict[str, int]) -> None:
         if module.track_running_stats:
             module.running_mean = torch.zeros(n)
             module.running_var = torch.ones(n)
-    else:  # nn.Linear
-        module.in_features, module.out_features = s["in_features"], s["out_features"]
-        module.weight = _empty(s["out_features"], s["in_features"])
-        if module.bias is not None:
-            module.bias = _empty(s["out_features"])
+    elif isinstance(module, nn.GroupNorm):
+        module.num_groups, module.num_channels = s["num_groups"], s["num_channels"]
+        if module.affine:
+            module.weight, module.bias = _empty(s["num_channels"]), _empty(s["num_channels"])
+    elif isinstance(module, nn.LayerNorm):
+        module.normalized_shape = tuple(s["normalized_shape"])
+        if module.elementwise_affine:
+            module.weight = _empty(*module.normalized_shape)
+            if module.bias is not None:
+                module.bias = _empty(*module.normalized_shape)
+    else:  # nn.PReLU
+        module.num_parameters = s["num_parameters"]
+        module.weight = _empty(s["num_parameters"])

@@ -78,7 +78,9 @@ class PlainLog:
 
 
 def check_finite(loss: torch.Tensor, where: str, batch: dict) -> None:
-    if not torch.isfinite(loss):
+    """Stop on a NaN/Inf loss; under torchrun every rank stops together (no rank is left
+    waiting in an all-reduce)."""
+    if not _dist.all_true(bool(torch.isfinite(loss))):
         raise ModelError(
             f"training loss became {loss.item()} at {where} "
             f"(images {batch['image_id'][:4].tolist()}...); lower the learning rate"
@@ -137,7 +139,15 @@ def fit_steps(
         persistent_workers=schedule.workers > 0,
         generator=generator,
     )
-    module = torch.nn.parallel.DistributedDataParallel(trainable) if distributed else trainable
+    where = _dist.device()
+    trainable.to(where)
+    module = (
+        torch.nn.parallel.DistributedDataParallel(
+            trainable, device_ids=[where.index] if where.type == "cuda" else None
+        )
+        if distributed
+        else trainable
+    )
     (train_mode or (lambda m: m.train()))(trainable)
     losses: list[float] = []
     log = PlainLog(console, main, schedule.steps, 0, schedule.batch_size)
@@ -145,7 +155,7 @@ def fit_steps(
         task = progress.add_task(description, total=schedule.steps, loss=float("nan"), lr=0.0)
         batches = _batches(loader, sampler, train_set)
         for step in range(schedule.steps):
-            batch = next(batches)
+            batch = _dist.to_device(next(batches), where)
             lr = schedule.learning_rate * lr_factor(
                 step, schedule.steps, schedule.warmup_steps, schedule.min_lr_ratio
             )
@@ -161,4 +171,5 @@ def fit_steps(
             log.maybe(step + 1, losses[-1], lr)
     _dist.broadcast_buffers(trainable)
     _dist.barrier()
+    trainable.to("cpu")  # stages hand on CPU networks
     return losses

@@ -82,6 +82,15 @@ class QatSettings(DistillSettings):
     warmup_steps: int = Field(default=0, ge=0)
     channels_last: bool = False
 
+    @model_validator(mode="after")
+    def _no_features(self) -> QatSettings:
+        if self.features:
+            raise ValueError(
+                "feature distillation is not available for quantization-aware training "
+                "(the fake-quantized graph has no named layers to hook)"
+            )
+        return self
+
 
 class QuantizeConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")

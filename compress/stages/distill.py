@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compress import _dist
 from compress.errors import RecipeError
 from compress.models.bundle import Bundle
 from compress.pose.spec import PoseSpec
@@ -132,7 +133,7 @@ def distill_model(
     graph = isinstance(student, torch.fx.GraphModule)
     if not graph:
         student.to(memory_format=memory_format)
-    teacher.to(memory_format=memory_format)
+    teacher.to(_dist.device(), memory_format=memory_format)
     set_eval(teacher)
 
     capture_s = capture_t = None
@@ -153,7 +154,7 @@ def distill_model(
             was_training = student.training
             student.eval()
             student(probe)
-            teacher(probe)
+            teacher(probe.to(_dist.device()))
             student.train(was_training)
         for pair in config.features:
             cs = capture_s.outputs[pair.student].shape[1]
@@ -190,7 +191,7 @@ def distill_model(
                 capture.close()
     if not graph:
         student.to(memory_format=torch.contiguous_format)
-    teacher.to(memory_format=torch.contiguous_format)
+    teacher.to("cpu", memory_format=torch.contiguous_format)
     tail = losses[-50:]
     return {
         "steps": len(losses),

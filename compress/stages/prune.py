@@ -18,9 +18,9 @@ import torch_pruning as tp
 from torch import nn
 
 from compress.errors import ModelError, RecipeError
-from compress.models.bundle import Bundle
+from compress.models.bundle import Bundle, load_state
 from compress.models.inspect import count_macs
-from compress.models.shapes import changed_shapes, layer_shapes
+from compress.models.shapes import apply_shapes, changed_shapes, layer_shapes
 from compress.stages.base import StageContext, measure
 from compress.stages.configs import PruneConfig
 from compress.stages.distill import distill_model, find_layers
@@ -36,29 +36,61 @@ def _importance(kind: str) -> tp.importance.Importance:
     return tp.importance.GroupMagnitudeImportance(p=1 if kind == "l1" else 2)
 
 
-def protected_layers(model: nn.Module, names: tuple[str, ...]) -> list[nn.Module]:
-    """The prunable layers that must keep their channels: the output layer and ``names``."""
-    modules = dict(model.named_modules())
-    prunable = [
-        (n, m)
-        for n, m in modules.items()
+def output_layers(model: nn.Module, spec) -> list[nn.Module]:
+    """The layer that writes the heatmaps (its output is the network's), found by running
+    the network; failing that, every layer with one output channel per joint."""
+    prunable = {
+        n: m
+        for n, m in model.named_modules()
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)
-    ]
+    }
     if not prunable:
         raise ModelError("the network has no convolution or linear layer to prune")
-    keep = [prunable[-1][1]]  # the last layer writes the heatmaps: one channel per joint
+    outputs: dict[str, torch.Tensor] = {}
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out, n=n: outputs.__setitem__(n, out))
+        for n, m in prunable.items()
+    ]
+    try:
+        model.eval()
+        with torch.no_grad():
+            final = model(torch.zeros(1, 3, *spec.input_size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    exact = [prunable[n] for n, out in outputs.items() if out is final]
+    if exact:
+        return exact
+    k = spec.num_keypoints
+    return [m for m in prunable.values() if getattr(m, "out_channels", None) == k]
+
+
+def protected_layers(model: nn.Module, spec, names: tuple[str, ...]) -> list[nn.Module]:
+    """The prunable layers that keep their (output) channels: the heatmap layer and ``names``."""
+    keep = output_layers(model, spec)
     try:
         find_layers(model, names, "network")
     except RecipeError as exc:
         raise RecipeError(f"prune.protect: {exc}") from None
     for name in names:
-        keep += [m for n, m in prunable if n == name or n.startswith(name + ".")]
+        keep += [
+            m
+            for n, m in model.named_modules()
+            if (n == name or n.startswith(name + "."))
+            and isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)
+        ]
     return keep
 
 
-def _accumulate_taylor_gradients(model: nn.Module, spec, train_set, batches: int) -> None:
+def _accumulate_taylor_gradients(
+    model: nn.Module, spec, train_set, batches: int, seed: int
+) -> None:
+    """Loss gradients for Taylor importance, on the same plain (unaugmented) crops in the same
+    order on every rank, so every rank removes the same channels."""
     loss_fn = softmax_cross_entropy if spec.heatmap_activation == "softmax" else heatmap_mse
-    loader = torch.utils.data.DataLoader(train_set, batch_size=16, shuffle=True, num_workers=0)
+    plain = train_set.without_augment() if hasattr(train_set, "without_augment") else train_set
+    order = torch.Generator().manual_seed(seed)
+    loader = torch.utils.data.DataLoader(plain, batch_size=16, shuffle=True, generator=order)
     model.eval()  # batch statistics must not move while importance is estimated
     model.zero_grad()
     for i, batch in enumerate(loader):
@@ -90,7 +122,7 @@ def prune(bundle: Bundle, config: PruneConfig, context: StageContext) -> tuple[B
         pruning_ratio=ratio,
         max_pruning_ratio=config.max_layer_ratio,
         iterative_steps=steps,
-        ignored_layers=protected_layers(model, config.protect),
+        ignored_layers=protected_layers(model, spec, config.protect),
         round_to=config.round_to,
     )
 
@@ -135,6 +167,7 @@ def prune(bundle: Bundle, config: PruneConfig, context: StageContext) -> tuple[B
         p.grad = None
     model.eval()
     result.layer_shapes = changed_shapes(model, _fresh(bundle))
+    _check_rebuilds(result, bundle)
     pruned = {
         name: f"{_channels(original[name])} -> {_channels(shape)}"
         for name, shape in layer_shapes(model).items()
@@ -145,9 +178,32 @@ def prune(bundle: Bundle, config: PruneConfig, context: StageContext) -> tuple[B
 
 def _step(pruner, model: nn.Module, spec, context: StageContext, config: PruneConfig) -> None:
     if config.importance == "taylor":
-        _accumulate_taylor_gradients(model, spec, context.train_set, config.taylor_batches)
+        _accumulate_taylor_gradients(
+            model, spec, context.train_set, config.taylor_batches, context.seed
+        )
     pruner.step()
     model.zero_grad(set_to_none=True)
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, *spec.input_size))
+    if out.shape[1] != spec.num_keypoints:
+        raise ModelError(
+            f"pruning changed the network's output to {out.shape[1]} channels "
+            f"({spec.num_keypoints} joints expected): add its output layer to prune.protect"
+        )
+
+
+def _check_rebuilds(result: Bundle, original: Bundle) -> None:
+    """A pruned checkpoint must load back: fail now, not when someone reloads it."""
+    rebuilt = _fresh(original)
+    try:
+        apply_shapes(rebuilt, result.layer_shapes)
+        load_state(rebuilt, result.model.state_dict(), "the pruned network")
+    except ModelError as exc:
+        raise ModelError(
+            f"{exc}; pocket records the channel counts of convolution, linear, batch/group/"
+            "layer norm and PReLU layers only"
+        ) from None
 
 
 def _fresh(bundle: Bundle) -> nn.Module:

@@ -16,13 +16,15 @@ def save_training_state(
     path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict[str, Any]
 ) -> None:
     """Write ``path.safetensors`` (weights + optimizer tensors) and ``path.json`` (the rest)."""
-    tensors = {f"model.{k}": v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    tensors = {
+        f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()
+    }
     opt = optimizer.state_dict()
     scalars: dict[str, dict[str, Any]] = {}
     for index, state in opt["state"].items():
         for key, value in state.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"optim.{index}.{key}"] = value.detach().contiguous().clone()
+                tensors[f"optim.{index}.{key}"] = value.detach().cpu().contiguous().clone()
             else:
                 scalars.setdefault(str(index), {})[key] = value
     tmp = Path(f"{path}.tmp")

@@ -96,7 +96,9 @@ def train(
     model = result.model
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
+    where = _dist.device()
     params_before, macs_before = count_params(model), count_macs(model, bundle.spec)
+    model.to(where)
     run_dir = Path(run_dir)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +143,13 @@ def train(
         if main:
             console.print(f"resuming {run_dir} after epoch {start_epoch} (step {step})")
 
-    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    ddp_model = (
+        torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[where.index] if where.type == "cuda" else None
+        )
+        if distributed
+        else model
+    )
     t0 = time.perf_counter()
     log = PlainLog(console, main, total_steps, step, config.batch_size)
     progress = make_progress(console, main)
@@ -160,6 +168,7 @@ def train(
             ddp_model.train()
             losses = []
             for batch in loader:
+                batch = _dist.to_device(batch, where)
                 factor = lr_factor(step, total_steps, config.warmup_steps, config.min_lr_ratio)
                 for group in optimizer.param_groups:
                     group["lr"] = config.learning_rate * factor
@@ -190,7 +199,7 @@ def train(
             if main and ((epoch + 1) % config.eval_every == 0 or last_epoch):
                 model.eval()
                 with torch.no_grad():
-                    metrics = evaluate(model, val_set, batch_size=64)
+                    metrics = evaluate(lambda x: model(x.to(where)), val_set, batch_size=64)
                 record.update(_summary(metrics))
                 if metrics.ap > best_ap:
                     best_ap = metrics.ap
@@ -225,7 +234,7 @@ def train(
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(str(best)))
-    model.to(memory_format=torch.contiguous_format)  # hand on a plain NCHW model
+    model.to("cpu", memory_format=torch.contiguous_format)  # hand on a plain NCHW CPU model
     report = StageReport(
         stage="train",
         seconds=time.perf_counter() - t0,
