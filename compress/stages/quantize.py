@@ -160,6 +160,11 @@ class SelectiveQuantizer(Quantizer):
         self.inner, self.keep = inner, keep
         self.units: dict[str, Unit] = {}
 
+    @property
+    def global_config(self):
+        """The wrapped quantizer's global config (litert-torch's converter reads it)."""
+        return self.inner.global_config
+
     def transform_for_annotation(self, model: GraphModule) -> GraphModule:
         return self.inner.transform_for_annotation(model)
 

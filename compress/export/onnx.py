@@ -1,0 +1,159 @@
+"""ONNX through torch.onnx (dynamo exporter), int8 through ONNX Runtime's static quantization.
+
+``fp32``: the float network, batch dimension dynamic, checked with onnx.checker.
+``int8``: QDQ with per-channel int8 weights and uint8 activations (u8s8, the fast combination
+on x86), calibrated on the same images as the quantize stage. ONNX Runtime quantizes the
+float graph itself: a PT2E-quantized PyTorch graph exported to ONNX keeps float weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from compress.errors import RecipeError, UnsupportedOperationError
+from compress.export import register_exporter
+from compress.export.base import Artifact, ExportContext, Exporter, file_digest
+from compress.export.metadata import METADATA_KEY, encode, for_artifact
+
+INPUT, OUTPUT = "image", "heatmaps"
+
+
+@register_exporter
+class OnnxExporter(Exporter):
+    name = "onnx"
+    variants: ClassVar[dict[str, str]] = {
+        "fp32": "float32 weights and activations",
+        "int8": "QDQ int8: per-channel int8 weights, uint8 activations (ONNX Runtime calibration)",
+    }
+
+    def export(self, context: ExportContext, variant: str, folder: Path) -> Artifact:
+        import onnx
+
+        path = folder / f"{context.metadata['model']['name']}-{variant}.onnx"
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = Path(tmp) / "fp32.onnx"
+            _export_float(context, fp32)
+            if variant == "int8":
+                _quantize(context, fp32, path, Path(tmp))
+            else:
+                path.write_bytes(fp32.read_bytes())
+        model = onnx.load(str(path))
+        meta = for_artifact(
+            context.metadata,
+            variant=f"onnx:{variant}",
+            input={"name": INPUT, "dtype": "float32"},
+            output={"name": OUTPUT},
+        )
+        onnx.helper.set_model_props(model, {METADATA_KEY: encode(meta)})
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save(model, str(path))
+        size, sha = file_digest(path)
+        shape_in = meta["input"]["shape"]
+        return Artifact(
+            path,
+            self.name,
+            variant,
+            size,
+            sha,
+            inputs=[
+                {
+                    "name": INPUT,
+                    "shape": ["batch", *shape_in[1:]],
+                    "dtype": "float32",
+                    "layout": "NCHW",
+                }
+            ],
+            outputs=[
+                {
+                    "name": OUTPUT,
+                    "shape": ["batch", *meta["output"]["shape"][1:]],
+                    "dtype": "float32",
+                    "layout": "NCHW",
+                }
+            ],
+        )
+
+
+def _export_float(context: ExportContext, path: Path) -> None:
+    model = copy.deepcopy(context.bundle.model).eval()
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    argument = next(iter(_forward_arguments(model)), "x")
+    try:
+        torch.onnx.export(
+            model,
+            (context.example,),
+            str(path),
+            dynamo=True,
+            opset_version=context.options.onnx_opset,
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_shapes={argument: {0: batch}},
+            external_data=False,
+            optimize=True,
+        )
+    except Exception as exc:  # the exporter raises many types; name the failure, keep going
+        raise UnsupportedOperationError(
+            f"onnx: torch.onnx.export failed: {_first_line(exc)}"
+        ) from exc
+
+
+def _forward_arguments(model: torch.nn.Module) -> list[str]:
+    import inspect
+
+    return [p for p in inspect.signature(model.forward).parameters if p != "self"]
+
+
+def _quantize(context: ExportContext, fp32: Path, out: Path, tmp: Path) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+
+    if not context.calibration:
+        raise RecipeError("onnx:int8 needs calibration images (a quantize stage, or --calibration)")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches = iter(
+                {INPUT: image[None].numpy().astype(np.float32)}
+                for batch in context.calibration
+                for image in batch
+            )
+
+        def get_next(self):
+            return next(self._batches, None)
+
+    prepared = tmp / "prepared.onnx"
+    # ONNX shape inference suffices here; the symbolic pass gives up on the dynamic batch.
+    quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+    quantize_static(
+        str(prepared),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}

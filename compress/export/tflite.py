@@ -1,0 +1,277 @@
+"""TFLite (LiteRT) through litert-torch.
+
+``fp32``: the float network. ``fp16``: fp16 weights (ai-edge-quantizer's float casting).
+``dynamic_int8``: int8 weights, activations quantized on the fly. ``int8``: the quantize
+stage's PT2E network converted with the quantizer that annotated it (full int8); its input and
+output are float (QUANTIZE/DEQUANTIZE added at the edges) unless ``int8_io``.
+``nhwc`` gives NHWC input and output without TRANSPOSE operations.
+
+The pose metadata goes into the model's own metadata table (key ``pocket_pose``), readable with
+the flatbuffer schema that ships with LiteRT. After export, the operations XNNPACK does not
+take are listed on the artifact.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from compress.errors import RecipeError, UnsupportedOperationError
+from compress.export import register_exporter
+from compress.export.base import Artifact, ExportContext, Exporter, file_digest
+from compress.export.metadata import METADATA_KEY, encode, for_artifact
+
+
+@register_exporter
+class TfliteExporter(Exporter):
+    name = "tflite"
+    variants: ClassVar[dict[str, str]] = {
+        "fp32": "float32",
+        "fp16": "fp16 weights, float32 compute",
+        "dynamic_int8": "int8 weights, activations quantized at run time",
+        "int8": "full int8 from the quantize stage (float or int8 input/output)",
+    }
+    needs_quantized: ClassVar[frozenset[str]] = frozenset({"int8"})
+
+    def export(self, context: ExportContext, variant: str, folder: Path) -> Artifact:
+        import litert_torch
+
+        nhwc = context.options.nhwc
+        if variant == "int8":
+            if context.quantized is None or context.quantized.quantization is None:
+                raise RecipeError("tflite:int8 needs a quantize stage before export")
+            module = context.quantized.model
+            quant_config = _pt2e_config(context.quantized.quantization.settings["quantizer"])
+        else:
+            module = copy.deepcopy(context.bundle.model).eval()
+            quant_config = _recipe_config(variant)
+        example = context.example
+        if nhwc:
+            module = litert_torch.to_channel_last_io(module, args=[0], outputs=[0])
+            example = example.permute(0, 2, 3, 1).contiguous()
+        try:
+            edge = litert_torch.convert(module, (example,), quant_config=quant_config)
+        except Exception as exc:  # the converter raises many types; name the failure
+            raise UnsupportedOperationError(
+                f"tflite:{variant}: litert-torch could not convert the network: {_first_line(exc)}"
+            ) from exc
+        data = bytes(edge.model_content())
+        io_dtype = "float32"
+        if variant == "int8":
+            if context.options.int8_io:
+                io_dtype = "int8"
+            else:
+                data = float_io(data)
+        layout = "NHWC" if nhwc else "NCHW"
+        meta = for_artifact(
+            context.metadata,
+            variant=f"tflite:{variant}",
+            input={"layout": layout, "dtype": io_dtype, "shape": _shape(context, "input", nhwc)},
+            output={"layout": layout, "dtype": io_dtype, "shape": _shape(context, "output", nhwc)},
+        )
+        data = add_metadata(data, {METADATA_KEY: encode(meta).encode()})
+        suffix = "-nhwc" if nhwc else ""
+        path = folder / f"{context.metadata['model']['name']}-{variant}{suffix}.tflite"
+        path.write_bytes(data)
+        size, sha = file_digest(path)
+        inputs, outputs = io_details(path)
+        return Artifact(
+            path,
+            self.name,
+            variant,
+            size,
+            sha,
+            inputs=[{**d, "layout": layout} for d in inputs],
+            outputs=[{**d, "layout": layout} for d in outputs],
+            notes=[f"not delegated to XNNPACK: {op}" for op in undelegated_ops(path)],
+        )
+
+
+def _shape(context: ExportContext, which: str, nhwc: bool) -> list[int]:
+    n, c, h, w = context.metadata[which]["shape"]
+    return [n, h, w, c] if nhwc else [n, c, h, w]
+
+
+def _pt2e_config(quantizer):
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    return QuantConfig(pt2e_quantizer=quantizer)
+
+
+def _recipe_config(variant: str):
+    if variant == "fp32":
+        return None
+    from litert_torch.generative.quantize import quant_recipes
+
+    return {
+        "fp16": quant_recipes.full_fp16_recipe,
+        "dynamic_int8": quant_recipes.full_dynamic_recipe,
+    }[variant]()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# ----- flatbuffer edits ------------------------------------------------------------------------
+def _schema():
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+
+    return fb, fbu
+
+
+def add_metadata(data: bytes, entries: dict[str, bytes]) -> bytes:
+    """Add (or replace) named entries in the model's metadata table."""
+    fb, fbu = _schema()
+    model = fbu.read_model_from_bytearray(bytearray(data))
+    model.metadata = [m for m in (model.metadata or []) if m.name.decode() not in entries]
+    for key, value in entries.items():
+        buffer = fb.BufferT()
+        buffer.data = bytearray(value)
+        model.buffers.append(buffer)
+        entry = fb.MetadataT()
+        entry.name = key
+        entry.buffer = len(model.buffers) - 1
+        model.metadata.append(entry)
+    return bytes(fbu.convert_object_to_bytearray(model))
+
+
+def read_metadata(path: Path) -> dict[str, bytes]:
+    fb, _ = _schema()
+    data = Path(path).read_bytes()
+    model = fb.Model.GetRootAs(data, 0)
+    found = {}
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        raw = model.Buffers(entry.Buffer()).DataAsNumpy()
+        found[entry.Name().decode()] = raw.tobytes() if hasattr(raw, "tobytes") else b""
+    return found
+
+
+def float_io(data: bytes) -> bytes:
+    """Give an int8 model float input and output: QUANTIZE in front, DEQUANTIZE behind, with
+    the public tensor names and signature moved to the new float tensors."""
+    fb, fbu = _schema()
+    model = fbu.read_model_from_bytearray(bytearray(data))
+    graph = model.subgraphs[0]
+    quantize = _opcode(fb, model, fb.BuiltinOperator.QUANTIZE)
+    dequantize = _opcode(fb, model, fb.BuiltinOperator.DEQUANTIZE)
+    model.buffers.append(fb.BufferT())
+    empty = len(model.buffers) - 1
+    remap: dict[int, int] = {}
+    front, back = [], []
+
+    def float_twin(index: int) -> int:
+        tensor = graph.tensors[index]
+        twin = fb.TensorT()
+        twin.shape = list(tensor.shape)
+        twin.shapeSignature = tensor.shapeSignature
+        twin.type = fb.TensorType.FLOAT32
+        twin.buffer = empty
+        twin.name = tensor.name
+        tensor.name = bytes(tensor.name) + b"_int8"
+        graph.tensors.append(twin)
+        return len(graph.tensors) - 1
+
+    int8 = (fb.TensorType.INT8, fb.TensorType.UINT8)
+    for k, index in enumerate(graph.inputs):
+        if graph.tensors[index].type in int8:
+            twin = float_twin(index)
+            op = fb.OperatorT()
+            op.opcodeIndex, op.inputs, op.outputs = quantize, [twin], [index]
+            front.append(op)
+            graph.inputs[k] = remap[index] = twin
+    for k, index in enumerate(graph.outputs):
+        if graph.tensors[index].type in int8:
+            twin = float_twin(index)
+            op = fb.OperatorT()
+            op.opcodeIndex, op.inputs, op.outputs = dequantize, [index], [twin]
+            back.append(op)
+            graph.outputs[k] = remap[index] = twin
+    graph.operators = front + list(graph.operators) + back
+    for signature in model.signatureDefs or []:
+        for tensor_map in list(signature.inputs or []) + list(signature.outputs or []):
+            tensor_map.tensorIndex = remap.get(tensor_map.tensorIndex, tensor_map.tensorIndex)
+    return bytes(fbu.convert_object_to_bytearray(model))
+
+
+def _opcode(fb, model, code: int) -> int:
+    for i, op in enumerate(model.operatorCodes):
+        if max(op.builtinCode, op.deprecatedBuiltinCode) == code:
+            return i
+    op = fb.OperatorCodeT()
+    op.builtinCode, op.deprecatedBuiltinCode, op.version = code, min(code, 127), 1
+    model.operatorCodes.append(op)
+    return len(model.operatorCodes) - 1
+
+
+# ----- the runtime's view ----------------------------------------------------------------------
+def io_details(path: Path) -> tuple[list[dict], list[dict]]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+
+    def describe(d: dict) -> dict:
+        scale, zero = d["quantization"]
+        item = {
+            "name": d["name"],
+            "shape": [int(s) for s in d["shape"]],
+            "dtype": str(d["dtype"].__name__),
+        }
+        if scale:
+            item["quantization"] = {"scale": float(scale), "zero_point": int(zero)}
+        return item
+
+    return (
+        [describe(d) for d in interpreter.get_input_details()],
+        [describe(d) for d in interpreter.get_output_details()],
+    )
+
+
+def undelegated_ops(path: Path) -> list[str]:
+    """Operations XNNPACK leaves to the builtin kernels. With node fusion off, every
+    delegated operation becomes its own DELEGATE node producing the same outputs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(
+        model_path=str(path), num_threads=1, experimental_disable_delegate_node_fusion=True
+    )
+    interpreter.allocate_tensors()
+    ops = interpreter._get_ops_details()
+    delegated = {tuple(op["outputs"]) for op in ops if op["op_name"] == "DELEGATE"}
+    return sorted(
+        {
+            op["op_name"]
+            for op in ops
+            if op["op_name"] != "DELEGATE" and tuple(op["outputs"]) not in delegated
+        }
+    )
+
+
+def run(path: Path, images: torch.Tensor) -> torch.Tensor:
+    """Run a .tflite file on a float32 batch in its layout; returns float32 outputs."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    runner = interpreter.get_signature_runner()
+    (name_in,) = interpreter.get_signature_list()["serving_default"]["inputs"]
+    details = interpreter.get_input_details()[0]
+    outputs = []
+    for image in images:
+        x = image[None].numpy().astype(np.float32)
+        if details["dtype"] != np.float32:
+            scale, zero = details["quantization"]
+            x = np.clip(np.round(x / scale + zero), -128, 127).astype(details["dtype"])
+        (out,) = runner(**{name_in: x}).values()
+        out_details = interpreter.get_output_details()[0]
+        if out_details["dtype"] != np.float32:
+            scale, zero = out_details["quantization"]
+            out = (out.astype(np.float32) - zero) * scale
+        outputs.append(torch.from_numpy(np.asarray(out, dtype=np.float32)))
+    return torch.cat(outputs)

@@ -1,0 +1,99 @@
+"""Exporters on a tiny real network, run in their real runtimes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+
+from compress.data.coco import AugmentConfig, CocoPoseDataset
+from compress.errors import RecipeError
+from compress.export import ExportContext, ExportOptions, exporter, parse_targets
+from compress.export import onnx as onnx_export
+from compress.export import tflite as tflite_export
+from compress.export.metadata import METADATA_KEY, pose_metadata
+from compress.models import Bundle
+from compress.pose.spec import coco17
+from compress.stages.base import StageContext
+from compress.stages.configs import QuantizeConfig
+from compress.stages.quantize import calibration_batches, quantize
+
+SPEC = coco17(64, 64, heatmap_activation="softmax")
+
+
+@pytest.fixture(scope="module")
+def setup(synthetic_root: Path, tmp_path_factory):
+    train = CocoPoseDataset.from_folder(synthetic_root, "train", SPEC, augment=AugmentConfig())
+    val = CocoPoseDataset.from_folder(synthetic_root, "val", SPEC)
+    torch.manual_seed(0)
+    bundle = Bundle.build("mobilepose", SPEC, width=0.25, head_channels=16)
+    context = StageContext(train, val, tmp_path_factory.mktemp("run"), console=Console(quiet=True))
+    quantized, _ = quantize(bundle, QuantizeConfig(calibration_samples=16), context)
+    calibration = calibration_batches(train, 16, seed=0)
+    images = calibration[0][:2]
+    with torch.no_grad():
+        reference = bundle.model.eval()(images)
+    return bundle, quantized, calibration, images, reference, tmp_path_factory.mktemp("out")
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_targets_are_checked_by_name() -> None:
+    assert [str(t) for t in parse_targets(["tflite:int8", "onnx:fp32"])] == [
+        "tflite:int8",
+        "onnx:fp32",
+    ]
+    with pytest.raises(RecipeError, match=r"unknown export format 'tflight'; did you mean "
+                       r"'tflite'\? \(known: "):  # fmt: skip
+        parse_targets(["tflight:fp32"])
+    variants = "tflite:fp32, tflite:fp16, tflite:dynamic_int8, tflite:int8"
+    with pytest.raises(
+        RecipeError, match=rf"tflite variants are {variants}; did you mean 'tflite:int8'\?"
+    ):
+        parse_targets(["tflite:int9"])
+    with pytest.raises(RecipeError, match="listed twice"):
+        parse_targets(["onnx:fp32", "onnx:fp32"])
+
+
+@pytest.mark.parametrize(
+    ("variant", "nhwc", "tolerance"),
+    [("fp32", False, 1e-4), ("fp32", True, 1e-4), ("int8", False, 0.05), ("int8", True, 0.05)],
+)
+def test_tflite_runs_in_litert_with_metadata(setup, variant, nhwc, tolerance) -> None:
+    bundle, quantized, calibration, images, reference, out = setup
+    meta = pose_metadata(bundle, "tiny")
+    context = ExportContext(bundle, meta, quantized, calibration, ExportOptions(nhwc=nhwc))
+    artifact = exporter("tflite").export(context, variant, out)
+    x = images.permute(0, 2, 3, 1).contiguous() if nhwc else images
+    y = tflite_export.run(artifact.path, x)
+    if nhwc:
+        y = y.permute(0, 3, 1, 2)
+    error = relative_error(y, reference)
+    assert error < tolerance, f"relative error {error:.4f}"
+    stored = json.loads(tflite_export.read_metadata(artifact.path)[METADATA_KEY])
+    assert stored["keypoints"] == list(SPEC.keypoints)
+    assert stored["input"]["layout"] == ("NHWC" if nhwc else "NCHW")
+    assert stored["input"]["dtype"] == "float32"  # int8 files get float input/output
+    assert artifact.inputs[0]["dtype"] == "float32"
+    assert artifact.bytes == artifact.path.stat().st_size and len(artifact.sha256) == 64
+
+
+@pytest.mark.parametrize(("variant", "tolerance"), [("fp32", 1e-4), ("int8", 0.05)])
+def test_onnx_runs_in_onnxruntime_with_metadata(setup, variant, tolerance) -> None:
+    import onnxruntime as ort
+
+    bundle, quantized, calibration, images, reference, out = setup
+    context = ExportContext(bundle, pose_metadata(bundle, "tiny"), quantized, calibration)
+    artifact = exporter("onnx").export(context, variant, out)
+    session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
+    y = torch.from_numpy(session.run(None, {"image": images.numpy().astype(np.float32)})[0])
+    assert relative_error(y, reference) < tolerance
+    stored = json.loads(onnx_export.read_metadata(artifact.path)[METADATA_KEY])
+    assert stored["variant"] == f"onnx:{variant}"
+    assert stored["output"]["activation"] == "softmax"
