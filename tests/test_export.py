@@ -97,3 +97,39 @@ def test_onnx_runs_in_onnxruntime_with_metadata(setup, variant, tolerance) -> No
     stored = json.loads(onnx_export.read_metadata(artifact.path)[METADATA_KEY])
     assert stored["variant"] == f"onnx:{variant}"
     assert stored["output"]["activation"] == "softmax"
+
+
+@pytest.mark.parametrize(
+    ("variant", "image_input", "expected_op"),
+    [
+        ("fp16", True, "conv"),
+        ("int8_weights", False, "constexpr_affine_dequantize"),
+        ("w8a8", False, "quantize"),
+        ("palette6", False, "constexpr_lut_to_dense"),
+    ],
+)
+def test_coreml_package_reloads_with_metadata(setup, variant, image_input, expected_op) -> None:
+    from compress.export import coreml as coreml_export
+
+    bundle, quantized, calibration, _, _, out = setup
+    options = ExportOptions(coreml_image_input=image_input)
+    meta = pose_metadata(bundle, "tiny")
+    artifact = exporter("coreml").export(
+        ExportContext(bundle, meta, quantized, calibration, options), variant, out
+    )
+    operations = coreml_export.program_operations(artifact.path)
+    assert expected_op in operations, sorted(set(operations))
+    stored = json.loads(coreml_export.read_metadata(artifact.path)[METADATA_KEY])
+    assert stored["variant"] == f"coreml:{variant}"
+    assert stored["input"]["kind"] == ("image" if image_input else "tensor")
+    assert artifact.bytes > 0 and len(artifact.sha256) == 64
+
+
+def test_coreml_refuses_a_target_too_old_for_the_variant(setup) -> None:
+    bundle, quantized, calibration, _, _, out = setup
+    context = ExportContext(
+        bundle, pose_metadata(bundle, "tiny"), quantized, calibration,
+        ExportOptions(coreml_target="iOS17"),
+    )  # fmt: skip
+    with pytest.raises(RecipeError, match="coreml:palette4 needs deployment target iOS18"):
+        exporter("coreml").export(context, "palette4", out)

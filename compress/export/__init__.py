@@ -36,7 +36,7 @@ def register_exporter(cls: type[Exporter]) -> type[Exporter]:
 
 
 def _load_builtin() -> None:
-    from compress.export import onnx, tflite  # noqa: F401  (registers the exporters)
+    from compress.export import coreml, onnx, tflite  # noqa: F401  (registers the exporters)
 
 
 def formats() -> dict[str, type[Exporter]]:
