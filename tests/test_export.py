@@ -133,3 +133,33 @@ def test_coreml_refuses_a_target_too_old_for_the_variant(setup) -> None:
     )  # fmt: skip
     with pytest.raises(RecipeError, match="coreml:palette4 needs deployment target iOS18"):
         exporter("coreml").export(context, "palette4", out)
+
+
+def test_pocket_export_writes_files_and_a_manifest(synthetic_root: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    from typer.testing import CliRunner
+
+    from compress.cli import app
+    from compress.models import save_bundle
+
+    torch.manual_seed(0)
+    save_bundle(Bundle.build("mobilepose", SPEC, width=0.25, head_channels=16), tmp_path / "net")
+    out = tmp_path / "out"
+    args = ["export", str(tmp_path / "net"), "--format", "tflite:fp32", "--format", "onnx:int8",
+            "--data", str(synthetic_root), "--calibration", "8", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [(a["format"], a["variant"]) for a in manifest["artifacts"]] == [
+        ("tflite", "fp32"),
+        ("onnx", "int8"),
+    ]
+    for entry in manifest["artifacts"]:
+        data = (out / entry["file"]).read_bytes()
+        assert entry["bytes"] == len(data)
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert manifest["failed"] == {}
+    # int8 targets need calibration images; the error says so before any work.
+    again = CliRunner().invoke(app, ["export", str(tmp_path / "net"), "--format", "tflite:int8"])
+    assert again.exit_code == 2 and "need calibration images: give --data" in again.output

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from compress import __version__
-from compress.cli import data, evaluate, models, run, spec
+from compress.cli import data, evaluate, export, models, run, spec
 from compress.cli._common import set_debug
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.command("inspect")(models.inspect_command)
 app.command("train")(models.train_command)
 app.command("checkpoint")(models.convert_checkpoint_command)
 app.command("run")(run.run_command)
+app.command("export")(export.export_command)
 app.add_typer(run.app, name="recipe")
 
 
