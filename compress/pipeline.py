@@ -16,7 +16,7 @@ from compress import __version__, _dist
 from compress._io import atomic_directory, json_safe, refuse_existing
 from compress.data.coco import AugmentConfig, CocoPoseDataset
 from compress.data.sources import coco_splits, synthetic_splits
-from compress.errors import ModelError, RecipeError
+from compress.errors import CheckFailed, ModelError, RecipeError
 from compress.models.bundle import Bundle, checkpoint_paths, load_bundle, load_state, save_bundle
 from compress.models.zoo import SHIPPED, resolve_model
 from compress.pose.spec import PoseSpec, coco17
@@ -253,9 +253,17 @@ def run_recipe(recipe_path: Path, out: Path | None, force: bool, console: Consol
             f"MACs {report.macs_before / 1e9:.3f} -> {report.macs_after / 1e9:.3f} G  "
             f"({report.seconds:.0f} s)"
         )
+    failures: dict[str, str] = {}
     if main:  # under torchrun only rank 0 writes
-        write_run_folder(out, force, recipe_path, recipe, bundle, first, reports, start)
+        failures = write_run_folder(
+            out, force, recipe_path, recipe, bundle, first, reports, start, context, console
+        )
     _dist.barrier()
+    if failures:
+        raise CheckFailed(
+            f"export failed for {', '.join(failures)} (the other files were written; "
+            f"see {out}/manifest.json)"
+        )
     return RunResult(out, bundle, reports)
 
 
@@ -268,14 +276,21 @@ def write_run_folder(
     first: dict[str, float],
     reports: list[StageReport],
     start: float,
-) -> None:
+    context: StageContext,
+    console: Console,
+) -> dict[str, str]:
+    """The run folder, written whole or not at all; returns the export targets that failed
+    (their reasons are in manifest.json, the other files are there)."""
+    float_bundle = bundle
+    if bundle.quantization is not None:
+        float_bundle = dataclasses.replace(
+            bundle, model=bundle.quantization.float_model, quantization=None
+        )
+    failures: dict[str, str] = {}
     with atomic_directory(out, force=force) as work:
-        float_bundle = bundle
-        if bundle.quantization is not None:
-            float_bundle = dataclasses.replace(
-                bundle, model=bundle.quantization.float_model, quantization=None
-            )
         save_bundle(float_bundle, work / "float")
+        if recipe.export is not None:
+            failures = export_run(work, recipe, recipe_path, float_bundle, bundle, context, console)
         report = {
             "recipe": str(recipe_path),
             "recipe_sha256": recipe_hash(recipe_path),
@@ -283,11 +298,54 @@ def write_run_folder(
             "seconds": time.perf_counter() - start,
             "start": first,
             "stages": [dataclasses.asdict(r) for r in reports],
+            "export_failed": failures,
             "versions": versions(),
         }
         (work / "report.json").write_text(
             json.dumps(json_safe(report), indent=1, allow_nan=False) + "\n"
         )
+    return failures
+
+
+def export_run(
+    work: Path,
+    recipe: Recipe,
+    recipe_path: Path,
+    float_bundle: Bundle,
+    bundle: Bundle,
+    context: StageContext,
+    console: Console,
+) -> dict[str, str]:
+    from compress.export import ExportContext, ExportOptions, parse_targets
+    from compress.export.handoff import write_handoff
+    from compress.export.metadata import pose_metadata
+    from compress.export.run import export_targets, write_manifest
+    from compress.stages.quantize import calibration_batches
+
+    section = recipe.export
+    sha = recipe_hash(recipe_path)
+    if bundle.quantization is not None:
+        calibration = bundle.quantization.calibration
+    else:
+        calibration = calibration_batches(context.train_set, 256, recipe.seed)
+    export_context = ExportContext(
+        float_bundle,
+        pose_metadata(float_bundle, recipe.name, sha),
+        bundle if bundle.quantization is not None else None,
+        calibration,
+        ExportOptions(
+            nhwc=section.nhwc,
+            int8_io=section.int8_io,
+            onnx_opset=section.onnx_opset,
+            coreml_target=section.coreml_target,
+            coreml_image_input=section.coreml_image_input,
+        ),
+    )
+    console.rule("export")
+    result = export_targets(export_context, parse_targets(section.targets), work, console)
+    write_manifest(result, work, {"name": recipe.name, "recipe_sha256": sha})
+    write_handoff(work, float_bundle.spec, recipe.name, result.artifacts)
+    return result.failures
 
 
 def versions() -> dict[str, Any]:

@@ -126,6 +126,28 @@ class PipelineSpecSection(Strict):
     file: Path | None = None
 
 
+class ExportSection(Strict):
+    """Files to produce after the stages (``format:variant``) and their options."""
+
+    targets: list[str] = Field(min_length=1)
+    nhwc: bool = False  # TFLite: NHWC input/output
+    int8_io: bool = False  # TFLite int8: int8 input/output instead of float
+    onnx_opset: int = Field(default=18, ge=13, le=23)
+    coreml_target: Literal["iOS16", "iOS17", "iOS18"] = "iOS17"
+    coreml_image_input: bool = False
+
+    @field_validator("targets")
+    @classmethod
+    def _known(cls, targets: list[str]) -> list[str]:
+        from compress.export import parse_targets
+
+        try:
+            parse_targets(targets)
+        except RecipeError as exc:
+            raise ValueError(str(exc)) from None
+        return targets
+
+
 Stage = Annotated[DistillConfig | PruneConfig | QuantizeConfig, Field(discriminator="kind")]
 
 
@@ -138,6 +160,7 @@ class Recipe(Strict):
     spec: PipelineSpecSection | None = None
     data: DataSection
     stages: list[Stage] = Field(default_factory=list)
+    export: ExportSection | None = None
     seed: int = 0
 
     @field_validator("stages")
@@ -160,6 +183,21 @@ class Recipe(Strict):
                 "set model.teacher"
             )
         return stages
+
+    @field_validator("export")
+    @classmethod
+    def _quantized_targets_need_a_stage(
+        cls, export: ExportSection | None, info: ValidationInfo
+    ) -> ExportSection | None:
+        from compress.export import exporter, parse_targets
+
+        stages = info.data.get("stages") or []
+        if export is None or any(stage.kind == "quantize" for stage in stages):
+            return export
+        for target in parse_targets(export.targets):
+            if target.variant in type(exporter(target.format)).needs_quantized:
+                raise ValueError(f"{target} needs a quantize stage among the stages")
+        return export
 
 
 def resolve(base: Path, path: Path) -> Path:

@@ -152,6 +152,18 @@ MALFORMED = [
         "recipe.yaml:10: stages: Input should be a valid list (got 3)",
     ),
     (
+        "    keep_float: {names: [head.final]}\n",
+        "    keep_float: {names: [head.final]}\nexport:\n  targets: [tflite:int9]\n",
+        "recipe.yaml:22: export.targets: Value error, export target 'tflite:int9': tflite "
+        "variants are tflite:fp32, tflite:fp16, tflite:dynamic_int8, tflite:int8; did you mean "
+        "'tflite:int8'?",
+    ),
+    (
+        "  - kind: quantize\n    calibration_samples: 8\n    keep_float: {names: [head.final]}\n",
+        "export:\n  targets: [coreml:w8a8]\n",
+        "recipe.yaml:18: export: Value error, coreml:w8a8 needs a quantize stage among the stages",
+    ),
+    (
         "    finetune: {steps: 1, batch_size: 8, workers: 0}",
         "    finetune: {steps: -1}",
         "recipe.yaml:17: stages.1.finetune.steps: Input should be greater than or equal to 0 "
@@ -236,7 +248,7 @@ def test_recipe_show_fills_defaults_and_check_passes(write) -> None:
 
 
 def test_run_writes_the_report_and_refuses_to_overwrite(write, tmp_path: Path) -> None:
-    path = write(GOOD)
+    path = write(GOOD + "export:\n  targets: [tflite:int8, onnx:fp32, coreml:fp16]\n")
     out = tmp_path / "run"
     result = runner.invoke(app, ["run", str(path), "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -247,6 +259,15 @@ def test_run_writes_the_report_and_refuses_to_overwrite(write, tmp_path: Path) -
     assert report["stages"][2]["details"]["float_layers"] == ["head.final"]
     assert {"ap", "pck"} <= set(report["stages"][2]["metrics_after"])
     assert (out / "float.safetensors").exists() and (out / "float.json").exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [f"{a['format']}:{a['variant']}" for a in manifest["artifacts"]] == [
+        "tflite:int8",
+        "onnx:fp32",
+        "coreml:fp16",
+    ]
+    assert manifest["failed"] == {} and report["export_failed"] == {}
+    assert (out / "android" / "README.md").exists() and (out / "ios" / "README.md").exists()
+    assert "left_shoulder" in (out / "pose_spec.json").read_text()
     again = runner.invoke(app, ["run", str(path), "--out", str(out)])
     assert again.exit_code == 2
     assert "already exists; pass --force" in again.output

@@ -32,6 +32,9 @@ class Quantization:
 
     float_model: nn.Module
     settings: dict[str, Any] = field(default_factory=dict)
+    # The calibration images (float32 NCHW batches): targets with their own quantizer
+    # (ONNX Runtime) calibrate on exactly these.
+    calibration: list[torch.Tensor] = field(default_factory=list)
 
 
 @dataclass
@@ -56,7 +59,9 @@ class Bundle:
         quantization = None
         if self.quantization is not None:
             quantization = Quantization(
-                copy.deepcopy(self.quantization.float_model), dict(self.quantization.settings)
+                copy.deepcopy(self.quantization.float_model),
+                dict(self.quantization.settings),
+                list(self.quantization.calibration),
             )
         return Bundle(
             copy.deepcopy(self.model),

@@ -456,6 +456,7 @@ def quantize(bundle: Bundle, config: QuantizeConfig, context: StageContext) -> t
         Quantization(
             float_model,
             {**details, "quantizer": SelectiveQuantizer(quantizer, keep)},
+            batches,
         ),
         dict(bundle.layer_shapes),
     )
