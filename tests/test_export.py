@@ -163,3 +163,20 @@ def test_pocket_export_writes_files_and_a_manifest(synthetic_root: Path, tmp_pat
     # int8 targets need calibration images; the error says so before any work.
     again = CliRunner().invoke(app, ["export", str(tmp_path / "net"), "--format", "tflite:int8"])
     assert again.exit_code == 2 and "need calibration images: give --data" in again.output
+
+
+def test_an_unsupported_operation_fails_its_formats_by_name_and_the_rest_export(
+    tmp_path: Path,
+) -> None:
+    from compress.export.run import export_targets
+
+    bundle = Bundle.build("tests.user_models:spectral_pose", SPEC)
+    context = ExportContext(bundle, pose_metadata(bundle, "spectral"))
+    targets = parse_targets(["tflite:fp32", "onnx:fp32", "coreml:fp16"])
+    result = export_targets(context, targets, tmp_path, Console(quiet=True))
+    assert [str(a.target) for a in result.artifacts] == ["onnx:fp32"]
+    for target in ("tflite:fp32", "coreml:fp16"):
+        message = result.failures[target]
+        assert message.startswith(f"UnsupportedOperationError: {target} cannot take "
+                                  "aten.fft_rfft2.default (in ")  # fmt: skip
+    assert not list(tmp_path.glob("*.tflite")) and not list(tmp_path.glob("*.mlpackage"))

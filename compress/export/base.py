@@ -64,9 +64,19 @@ class ExportContext:
     calibration: list[torch.Tensor] = field(default_factory=list)
     options: ExportOptions = field(default_factory=ExportOptions)
 
+    _operations: list[tuple[str, str]] | None = field(default=None, repr=False)
+
     @property
     def example(self) -> torch.Tensor:
         return torch.zeros(1, 3, *self.bundle.spec.input_size)
+
+    def operations(self) -> list[tuple[str, str]]:
+        """(operation, module path) of the float network, computed once."""
+        if self._operations is None:
+            from compress.export.support import operations
+
+            self._operations = operations(self.bundle.model, self.example)
+        return self._operations
 
 
 class Exporter:

@@ -18,10 +18,11 @@ from typing import ClassVar
 
 import torch
 
-from compress.errors import RecipeError, UnsupportedOperationError
+from compress.errors import RecipeError
 from compress.export import register_exporter
 from compress.export.base import Artifact, ExportContext, Exporter, file_digest
 from compress.export.metadata import METADATA_KEY, encode, for_artifact
+from compress.export.support import conversion_failed
 
 INPUT, OUTPUT = "image", "heatmaps"
 TARGETS = ("iOS16", "iOS17", "iOS18")
@@ -67,7 +68,6 @@ class CoremlExporter(Exporter):
         if variant == "palette4" and TARGETS.index(options.coreml_target) < 2:
             raise RecipeError("coreml:palette4 needs deployment target iOS18 (per-group tables)")
         spec = context.bundle.spec
-        program = _program(context, variant)
         if options.coreml_image_input:
             color = (
                 ct.colorlayout.RGB
@@ -87,7 +87,7 @@ class CoremlExporter(Exporter):
             inputs = [ct.TensorType(name=INPUT, shape=tuple(context.example.shape))]
         try:
             model = ct.convert(
-                program,
+                _program(context, variant),
                 convert_to="mlprogram",
                 minimum_deployment_target=target,
                 inputs=inputs,
@@ -96,10 +96,10 @@ class CoremlExporter(Exporter):
                 skip_model_load=True,
             )
             model = _compress(model, variant)
+        except RecipeError:
+            raise
         except Exception as exc:  # coremltools raises many types; name the failure
-            raise UnsupportedOperationError(
-                f"coreml:{variant}: coremltools could not convert the network: {_first_line(exc)}"
-            ) from exc
+            raise conversion_failed("coreml", variant, context.operations(), exc) from exc
         meta = for_artifact(
             context.metadata,
             variant=f"coreml:{variant}",
@@ -213,8 +213,3 @@ def read_metadata(path: Path) -> dict[str, str]:
 
     spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
     return dict(spec.description.metadata.userDefined)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

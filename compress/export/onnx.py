@@ -16,10 +16,11 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from compress.errors import RecipeError, UnsupportedOperationError
+from compress.errors import RecipeError
 from compress.export import register_exporter
 from compress.export.base import Artifact, ExportContext, Exporter, file_digest
 from compress.export.metadata import METADATA_KEY, encode, for_artifact
+from compress.export.support import conversion_failed
 
 INPUT, OUTPUT = "image", "heatmaps"
 
@@ -38,7 +39,7 @@ class OnnxExporter(Exporter):
         path = folder / f"{context.metadata['model']['name']}-{variant}.onnx"
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = Path(tmp) / "fp32.onnx"
-            _export_float(context, fp32)
+            _export_float(context, variant, fp32)
             if variant == "int8":
                 _quantize(context, fp32, path, Path(tmp))
             else:
@@ -80,7 +81,7 @@ class OnnxExporter(Exporter):
         )
 
 
-def _export_float(context: ExportContext, path: Path) -> None:
+def _export_float(context: ExportContext, variant: str, path: Path) -> None:
     model = copy.deepcopy(context.bundle.model).eval()
     batch = torch.export.Dim("batch", min=1, max=1024)
     argument = next(iter(_forward_arguments(model)), "x")
@@ -98,9 +99,7 @@ def _export_float(context: ExportContext, path: Path) -> None:
             optimize=True,
         )
     except Exception as exc:  # the exporter raises many types; name the failure, keep going
-        raise UnsupportedOperationError(
-            f"onnx: torch.onnx.export failed: {_first_line(exc)}"
-        ) from exc
+        raise conversion_failed("onnx", variant, context.operations(), exc) from exc
 
 
 def _forward_arguments(model: torch.nn.Module) -> list[str]:
@@ -146,11 +145,6 @@ def _quantize(context: ExportContext, fp32: Path, out: Path, tmp: Path) -> None:
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def read_metadata(path: Path) -> dict[str, str]:

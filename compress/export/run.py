@@ -18,6 +18,7 @@ from rich.console import Console
 from compress.errors import PocketError
 from compress.export import exporter
 from compress.export.base import Artifact, ExportContext, Target
+from compress.export.support import check_supported
 
 
 @dataclass
@@ -35,6 +36,7 @@ def export_targets(
     for target in targets:
         start = time.perf_counter()
         try:
+            check_supported(target.format, target.variant, context.operations())
             artifact = exporter(target.format).export(context, target.variant, folder)
         except PocketError as exc:
             result.failures[str(target)] = f"{type(exc).__name__}: {exc}"

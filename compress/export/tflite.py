@@ -19,10 +19,11 @@ from typing import ClassVar
 
 import torch
 
-from compress.errors import RecipeError, UnsupportedOperationError
+from compress.errors import RecipeError
 from compress.export import register_exporter
 from compress.export.base import Artifact, ExportContext, Exporter, file_digest
 from compress.export.metadata import METADATA_KEY, encode, for_artifact
+from compress.export.support import conversion_failed
 
 
 @register_exporter
@@ -55,9 +56,7 @@ class TfliteExporter(Exporter):
         try:
             edge = litert_torch.convert(module, (example,), quant_config=quant_config)
         except Exception as exc:  # the converter raises many types; name the failure
-            raise UnsupportedOperationError(
-                f"tflite:{variant}: litert-torch could not convert the network: {_first_line(exc)}"
-            ) from exc
+            raise conversion_failed("tflite", variant, context.operations(), exc) from exc
         data = bytes(edge.model_content())
         io_dtype = "float32"
         if variant == "int8":
@@ -110,11 +109,6 @@ def _recipe_config(variant: str):
         "fp16": quant_recipes.full_fp16_recipe,
         "dynamic_int8": quant_recipes.full_dynamic_recipe,
     }[variant]()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 # ----- flatbuffer edits ------------------------------------------------------------------------
