@@ -1,0 +1,77 @@
+"""Every export variant of the shipped student: time, size, and int8 size against fp32.
+
+The quantized network comes from the quantize stage with its defaults (256 calibration
+images of the synthetic train split); its time is reported apart from the export time.
+Each file is loaded in its runtime once (TFLite, ONNX) or reloaded and parsed (Core ML).
+
+Run: POCKET_CACHE=.cache .venv/bin/python benchmarks/export_all.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from compress.data.coco import AugmentConfig, CocoPoseDataset
+from compress.data.sources import synthetic_splits
+from compress.export import ExportContext, ExportOptions, formats, parse_targets
+from compress.export.metadata import pose_metadata
+from compress.export.run import export_targets
+from compress.models.zoo import resolve_model
+from compress.stages.base import StageContext
+from compress.stages.configs import QuantizeConfig
+from compress.stages.quantize import quantize
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="student")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    bundle = resolve_model(args.model)
+    train_split, val_split = synthetic_splits(3000, 300, 1, 256)
+    train = CocoPoseDataset(train_split, bundle.spec, augment=AugmentConfig())
+    val = CocoPoseDataset(val_split, bundle.spec)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        context = StageContext(train, val, Path(tmp), console=Console(quiet=True))
+        quantized, _ = quantize(bundle, QuantizeConfig(), context)
+        quantize_seconds = time.perf_counter() - start
+        targets = parse_targets(
+            f"{name}:{variant}" for name, cls in formats().items() for variant in cls.variants
+        )
+        options = ExportOptions(coreml_target="iOS18")  # palette4 needs iOS 18
+        export_context = ExportContext(
+            bundle,
+            pose_metadata(bundle, args.model),
+            quantized,
+            quantized.quantization.calibration,
+            options,
+        )
+        start = time.perf_counter()
+        result = export_targets(export_context, targets, Path(tmp), Console(quiet=True))
+        export_seconds = time.perf_counter() - start
+        sizes = {str(a.target): a.bytes for a in result.artifacts}
+        print(f"{'target':22} {'MB':>7} {'s':>6}  of fp32")
+        for a in result.artifacts:
+            base = sizes.get(f"{a.format}:fp32") or sizes.get(f"{a.format}:fp16")
+            ratio = f"{a.bytes / base:6.1%}" if base else ""
+            print(f"{str(a.target):22} {a.bytes / 1e6:7.2f} {result.seconds[str(a.target)]:6.1f}"
+                  f"  {ratio}")  # fmt: skip
+            for note in a.notes:
+                print(f"{'':24}{note}")
+        for target, error in result.failures.items():
+            print(f"{target:22} FAILED {error}")
+    print(f"quantize stage: {quantize_seconds:.1f} s; exporting all {len(targets)} variants: "
+          f"{export_seconds:.1f} s ({args.threads} threads)")  # fmt: skip
+    return 1 if result.failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
