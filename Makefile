@@ -6,7 +6,7 @@ POCKET := $(VENV)/bin/pocket
 STAMP  := $(VENV)/.pocket-installed
 DEMO_DATA := .cache/synthetic-demo
 
-.PHONY: venv demo test test-slow lint format bench-data bench-compress train-networks train-student train-teacher retrain-check clean
+.PHONY: venv demo test test-slow lint format bench-data bench-export bench-compress train-networks train-student train-teacher retrain-check clean
 
 venv: $(STAMP)
 
@@ -43,6 +43,10 @@ format: venv
 
 bench-data: venv
 	$(PY) benchmarks/data_speed.py
+
+# Every export variant of the shipped student: time and sizes.
+bench-export: venv
+	POCKET_CACHE=.cache $(PY) benchmarks/export_all.py
 
 # The compression stages on the shipped networks against their targets (about 30 min).
 bench-compress: venv

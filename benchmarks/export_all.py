@@ -62,7 +62,7 @@ def main() -> int:
         for a in result.artifacts:
             base = sizes.get(f"{a.format}:fp32") or sizes.get(f"{a.format}:fp16")
             ratio = f"{a.bytes / base:6.1%}" if base else ""
-            print(f"{str(a.target):22} {a.bytes / 1e6:7.2f} {result.seconds[str(a.target)]:6.1f}"
+            print(f"{a.target!s:22} {a.bytes / 1e6:7.2f} {result.seconds[str(a.target)]:6.1f}"
                   f"  {ratio}")  # fmt: skip
             for note in a.notes:
                 print(f"{'':24}{note}")
