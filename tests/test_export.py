@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from rich.console import Console
@@ -18,6 +17,8 @@ from compress.export import tflite as tflite_export
 from compress.export.metadata import METADATA_KEY, pose_metadata
 from compress.models import Bundle
 from compress.pose.spec import coco17
+from compress.runtimes.litert import LiteRTRunner
+from compress.runtimes.onnxruntime import OnnxRunner
 from compress.stages.base import StageContext
 from compress.stages.configs import QuantizeConfig
 from compress.stages.quantize import calibration_batches, quantize
@@ -70,10 +71,8 @@ def test_tflite_runs_in_litert_with_metadata(setup, variant, nhwc, tolerance) ->
     meta = pose_metadata(bundle, "tiny")
     context = ExportContext(bundle, meta, quantized, calibration, ExportOptions(nhwc=nhwc))
     artifact = exporter("tflite").export(context, variant, out)
-    x = images.permute(0, 2, 3, 1).contiguous() if nhwc else images
-    y = tflite_export.run(artifact.path, x)
-    if nhwc:
-        y = y.permute(0, 3, 1, 2)
+    y = LiteRTRunner(artifact.path)(images)  # the runner handles the file's layout and dtype
+    assert LiteRTRunner(artifact.path).nhwc == nhwc
     error = relative_error(y, reference)
     assert error < tolerance, f"relative error {error:.4f}"
     stored = json.loads(tflite_export.read_metadata(artifact.path)[METADATA_KEY])
@@ -86,13 +85,10 @@ def test_tflite_runs_in_litert_with_metadata(setup, variant, nhwc, tolerance) ->
 
 @pytest.mark.parametrize(("variant", "tolerance"), [("fp32", 1e-4), ("int8", 0.05)])
 def test_onnx_runs_in_onnxruntime_with_metadata(setup, variant, tolerance) -> None:
-    import onnxruntime as ort
-
     bundle, quantized, calibration, images, reference, out = setup
     context = ExportContext(bundle, pose_metadata(bundle, "tiny"), quantized, calibration)
     artifact = exporter("onnx").export(context, variant, out)
-    session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
-    y = torch.from_numpy(session.run(None, {"image": images.numpy().astype(np.float32)})[0])
+    y = OnnxRunner(artifact.path)(images)
     assert relative_error(y, reference) < tolerance
     stored = json.loads(onnx_export.read_metadata(artifact.path)[METADATA_KEY])
     assert stored["variant"] == f"onnx:{variant}"

@@ -17,8 +17,6 @@ import copy
 from pathlib import Path
 from typing import ClassVar
 
-import torch
-
 from compress.errors import RecipeError
 from compress.export import register_exporter
 from compress.export.base import Artifact, ExportContext, Exporter, file_digest
@@ -245,27 +243,3 @@ def undelegated_ops(path: Path) -> list[str]:
             if op["op_name"] != "DELEGATE" and tuple(op["outputs"]) not in delegated
         }
     )
-
-
-def run(path: Path, images: torch.Tensor) -> torch.Tensor:
-    """Run a .tflite file on a float32 batch in its layout; returns float32 outputs."""
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path), num_threads=1)
-    runner = interpreter.get_signature_runner()
-    (name_in,) = interpreter.get_signature_list()["serving_default"]["inputs"]
-    details = interpreter.get_input_details()[0]
-    outputs = []
-    for image in images:
-        x = image[None].numpy().astype(np.float32)
-        if details["dtype"] != np.float32:
-            scale, zero = details["quantization"]
-            x = np.clip(np.round(x / scale + zero), -128, 127).astype(details["dtype"])
-        (out,) = runner(**{name_in: x}).values()
-        out_details = interpreter.get_output_details()[0]
-        if out_details["dtype"] != np.float32:
-            scale, zero = out_details["quantization"]
-            out = (out.astype(np.float32) - zero) * scale
-        outputs.append(torch.from_numpy(np.asarray(out, dtype=np.float32)))
-    return torch.cat(outputs)

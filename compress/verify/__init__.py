@@ -1,0 +1,1 @@
+"""Verification: every artifact measured in its own runtime against the float model."""
