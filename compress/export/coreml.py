@@ -100,11 +100,14 @@ class CoremlExporter(Exporter):
             raise
         except Exception as exc:  # coremltools raises many types; name the failure
             raise conversion_failed("coreml", variant, context.operations(), exc) from exc
+        # Compressed programs may take fp16 arrays: say what the file really takes.
+        in_dtype = _input_dtype(model, options.coreml_image_input)
         meta = for_artifact(
             context.metadata,
             variant=f"coreml:{variant}",
             input={
                 "name": INPUT,
+                "dtype": in_dtype,
                 "kind": "image" if options.coreml_image_input else "tensor",
                 "pixels": "0..255, normalised inside the model"
                 if options.coreml_image_input
@@ -140,7 +143,7 @@ class CoremlExporter(Exporter):
                 {
                     "name": INPUT,
                     "shape": list(context.example.shape),
-                    "dtype": "image" if options.coreml_image_input else "float32",
+                    "dtype": in_dtype,
                     "layout": "NCHW",
                 }
             ],
@@ -154,6 +157,15 @@ class CoremlExporter(Exporter):
             ],
             notes=[f"operations: {', '.join(sorted(set(operations)))}"],
         )
+
+
+def _input_dtype(model, image_input: bool) -> str:
+    if image_input:
+        return "image"
+    from coremltools.proto import FeatureTypes_pb2
+
+    array = model.get_spec().description.input[0].type.multiArrayType
+    return "float16" if array.dataType == FeatureTypes_pb2.ArrayFeatureType.FLOAT16 else "float32"
 
 
 def _program(context: ExportContext, variant: str):
@@ -199,13 +211,10 @@ def _compress(model, variant: str):
 
 def program_operations(path: Path) -> list[str]:
     """Reload a saved .mlpackage and parse its ML program (what Linux can check)."""
-    import coremltools as ct
-    from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
+    from compress.runtimes.mil import load_program
 
-    model = ct.models.MLModel(str(path), skip_model_load=True)
-    spec = model.get_spec()
-    program = milproto_load(spec, spec.specificationVersion, file_weights_dir=model.weights_dir)
-    return [op.op_type for op in program.functions["main"].operations]
+    _, function = load_program(path)
+    return [op.op_type for op in function.operations]
 
 
 def read_metadata(path: Path) -> dict[str, str]:
