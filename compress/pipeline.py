@@ -254,15 +254,16 @@ def run_recipe(recipe_path: Path, out: Path | None, force: bool, console: Consol
             f"({report.seconds:.0f} s)"
         )
     failures: dict[str, str] = {}
+    failed_checks: list[str] = []
     if main:  # under torchrun only rank 0 writes
-        failures = write_run_folder(
+        failures, failed_checks = write_run_folder(
             out, force, recipe_path, recipe, bundle, first, reports, start, context, console
         )
     _dist.barrier()
-    if failures:
+    problems = [f"export failed for {target}" for target in failures] + failed_checks
+    if problems:
         raise CheckFailed(
-            f"export failed for {', '.join(failures)} (the other files were written; "
-            f"see {out}/manifest.json)"
+            f"{'; '.join(problems)} (the run folder is written: see {out}/report.json)"
         )
     return RunResult(out, bundle, reports)
 
@@ -278,19 +279,39 @@ def write_run_folder(
     start: float,
     context: StageContext,
     console: Console,
-) -> dict[str, str]:
+) -> tuple[dict[str, str], list[str]]:
     """The run folder, written whole or not at all; returns the export targets that failed
-    (their reasons are in manifest.json, the other files are there)."""
+    (reasons in manifest.json) and the failed gates (in report.json)."""
     float_bundle = bundle
     if bundle.quantization is not None:
         float_bundle = dataclasses.replace(
             bundle, model=bundle.quantization.float_model, quantization=None
         )
     failures: dict[str, str] = {}
+    verification: dict[str, Any] | None = None
+    failed_checks: list[str] = []
     with atomic_directory(out, force=force) as work:
         save_bundle(float_bundle, work / "float")
         if recipe.export is not None:
-            failures = export_run(work, recipe, recipe_path, float_bundle, bundle, context, console)
+            exported = export_run(work, recipe, recipe_path, float_bundle, bundle, context, console)
+            failures = exported.failures
+            if recipe.checks is not None and exported.artifacts:
+                from compress.verify.artifacts import verify_run
+                from compress.verify.gates import apply_gates
+
+                console.rule("verify")
+                verification = verify_run(
+                    [(str(a.target), a.path) for a in exported.artifacts],
+                    float_bundle.model,
+                    context.val_set,
+                    console,
+                    recipe.checks.threads,
+                    recipe.checks.latency_runs,
+                )
+                sizes = {str(a.target): a.bytes for a in exported.artifacts}
+                failed_checks = apply_gates(verification, sizes, recipe.checks)
+                for row in verification["artifacts"]:  # paths relative to the run folder
+                    row["file"] = str(Path(row["file"]).relative_to(work))
         report = {
             "recipe": str(recipe_path),
             "recipe_sha256": recipe_hash(recipe_path),
@@ -299,12 +320,14 @@ def write_run_folder(
             "start": first,
             "stages": [dataclasses.asdict(r) for r in reports],
             "export_failed": failures,
+            "verification": verification,
+            "checks_failed": failed_checks,
             "versions": versions(),
         }
         (work / "report.json").write_text(
             json.dumps(json_safe(report), indent=1, allow_nan=False) + "\n"
         )
-    return failures
+    return failures, failed_checks
 
 
 def export_run(
@@ -315,7 +338,7 @@ def export_run(
     bundle: Bundle,
     context: StageContext,
     console: Console,
-) -> dict[str, str]:
+):
     from compress.export import ExportContext, ExportOptions, parse_targets
     from compress.export.handoff import write_handoff
     from compress.export.metadata import pose_metadata
@@ -345,7 +368,7 @@ def export_run(
     result = export_targets(export_context, parse_targets(section.targets), work, console)
     write_manifest(result, work, {"name": recipe.name, "recipe_sha256": sha})
     write_handoff(work, float_bundle.spec, recipe.name, result.artifacts)
-    return result.failures
+    return result
 
 
 def versions() -> dict[str, Any]:

@@ -148,6 +148,21 @@ class ExportSection(Strict):
         return targets
 
 
+class ChecksSection(Strict):
+    """Verification of every exported file in its own runtime, and the gates it must pass.
+
+    Latency and size limits are keyed by ``format`` or ``format:variant``; latency keys may
+    end in ``@THREADS`` (default: 1 thread).
+    """
+
+    threads: tuple[int, ...] = Field(default=(1, 2), min_length=1)
+    latency_runs: int = Field(default=50, ge=5)
+    max_ap_drop: float | None = Field(default=None, ge=0)  # AP points (0-100)
+    max_pck_drop: float | None = Field(default=None, ge=0)  # PCK points (0-100)
+    max_latency_ms: dict[str, float] = Field(default_factory=dict)
+    max_size_mb: dict[str, float] = Field(default_factory=dict)
+
+
 Stage = Annotated[DistillConfig | PruneConfig | QuantizeConfig, Field(discriminator="kind")]
 
 
@@ -161,6 +176,7 @@ class Recipe(Strict):
     data: DataSection
     stages: list[Stage] = Field(default_factory=list)
     export: ExportSection | None = None
+    checks: ChecksSection | None = None
     seed: int = 0
 
     @field_validator("stages")

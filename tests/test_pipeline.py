@@ -248,7 +248,11 @@ def test_recipe_show_fills_defaults_and_check_passes(write) -> None:
 
 
 def test_run_writes_the_report_and_refuses_to_overwrite(write, tmp_path: Path) -> None:
-    path = write(GOOD + "export:\n  targets: [tflite:int8, onnx:fp32, coreml:fp16]\n")
+    path = write(
+        GOOD
+        + "export:\n  targets: [tflite:int8, onnx:fp32, coreml:fp16]\n"
+        + "checks:\n  threads: [1]\n  latency_runs: 5\n  max_latency_ms: {tflite: 10000}\n"
+    )
     out = tmp_path / "run"
     result = runner.invoke(app, ["run", str(path), "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -268,6 +272,12 @@ def test_run_writes_the_report_and_refuses_to_overwrite(write, tmp_path: Path) -
     assert manifest["failed"] == {} and report["export_failed"] == {}
     assert (out / "android" / "README.md").exists() and (out / "ios" / "README.md").exists()
     assert "left_shoulder" in (out / "pose_spec.json").read_text()
+    rows = {r["target"]: r for r in report["verification"]["artifacts"]}
+    assert set(rows) == {"tflite:int8", "onnx:fp32", "coreml:fp16"}
+    assert rows["coreml:fp16"]["runtime"].startswith("pocket MIL reference executor")
+    assert rows["onnx:fp32"]["parity"]["relative_l2"] < 1e-4
+    assert all(r["status"] == "verified" for r in rows.values()) and not report["checks_failed"]
+    assert rows["tflite:int8"]["latency"][0]["threads"] == 1
     again = runner.invoke(app, ["run", str(path), "--out", str(out)])
     assert again.exit_code == 2
     assert "already exists; pass --force" in again.output
@@ -365,3 +375,20 @@ def test_pocket_run_under_torchrun_writes_one_run_folder(
     report = json.loads((out / "report.json").read_text())
     assert [s["stage"] for s in report["stages"]] == ["distill", "prune"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "recipe.yaml"]
+
+
+def test_a_gate_that_fails_names_the_artifact_and_metric(write, tmp_path: Path) -> None:
+    text = GOOD[: GOOD.index("  - kind: prune")]  # distill only: quick
+    path = write(
+        text
+        + "export:\n  targets: [onnx:fp32]\n"
+        + "checks:\n  threads: [1]\n  latency_runs: 5\n  max_latency_ms: {onnx: 0.0001}\n"
+    )
+    out = tmp_path / "gated"
+    result = runner.invoke(app, ["run", str(path), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "onnx:fp32: latency p50" in result.output and "> max_latency_ms[onnx] 0.0001" in (
+        result.output
+    )
+    report = json.loads((out / "report.json").read_text())
+    assert report["verification"]["artifacts"][0]["status"] == "failed check"

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from compress.errors import PocketError
 
@@ -32,7 +33,9 @@ def handle_errors(fn: F) -> F:
         except PocketError as exc:
             if _state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+            # The message is text, not markup: "[onnx]" in it must print as written.
+            message = escape(f"{type(exc).__name__}: {exc}")
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

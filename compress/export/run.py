@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from compress.errors import PocketError
 from compress.export import exporter
@@ -40,7 +41,7 @@ def export_targets(
             artifact = exporter(target.format).export(context, target.variant, folder)
         except PocketError as exc:
             result.failures[str(target)] = f"{type(exc).__name__}: {exc}"
-            console.print(f"[red]export failed[/] {target}: {exc}", soft_wrap=True)
+            console.print(f"[red]export failed[/] {target}: {escape(str(exc))}", soft_wrap=True)
             continue
         finally:
             result.seconds[str(target)] = time.perf_counter() - start

@@ -69,6 +69,14 @@ def runner_for(path_or_model: Any, threads: int = 1) -> Runner:
         from compress.runtimes.onnxruntime import OnnxRunner
 
         return OnnxRunner(path, threads)
+    if path.suffix == ".mlpackage":
+        if platform.system() == "Darwin":
+            from compress.runtimes.coreml import CoremlRunner
+
+            return CoremlRunner(path, threads)
+        from compress.runtimes.mil import CoremlReferenceRunner
+
+        return CoremlReferenceRunner(path, threads)
     from compress.errors import RuntimeFailure
 
     raise RuntimeFailure(f"{path}: no runner for {path.suffix or 'this file'} files")

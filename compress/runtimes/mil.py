@@ -262,9 +262,14 @@ class CoremlReferenceRunner(Runner):
         self.load_seconds = time.perf_counter() - start
         (self.input,) = self.program.inputs
         self.output = self.program.outputs[0]
+        self.pixels = image_input_normalization(self.path)
 
     def prepare(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {self.input: image.float()}
+        image = image.float()
+        if self.pixels is not None:  # image inputs take pixels: undo the normalisation
+            mean, std = self.pixels
+            image = image * std + mean
+        return {self.input: image}
 
     def invoke(self, prepared: dict[str, torch.Tensor]) -> Any:
         previous = torch.get_num_threads()
@@ -277,3 +282,24 @@ class CoremlReferenceRunner(Runner):
 
     def outputs(self, raw: Any) -> torch.Tensor:
         return raw.float()
+
+
+def image_input_normalization(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(mean, std) as (1, 3, 1, 1) tensors when the package takes images (pixels 0..255 in,
+    normalisation inside the model), from pocket's metadata in the package; else None."""
+    import json
+
+    from compress.export.coreml import read_metadata
+    from compress.export.metadata import METADATA_KEY
+
+    raw = read_metadata(path).get(METADATA_KEY)
+    if raw is None:
+        return None
+    meta = json.loads(raw)
+    if meta.get("input", {}).get("kind") != "image":
+        return None
+    norm = meta["input"]["normalization"]
+    return (
+        torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1),
+        torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1),
+    )
