@@ -312,6 +312,7 @@ def write_run_folder(
                 failed_checks = apply_gates(verification, sizes, recipe.checks)
                 for row in verification["artifacts"]:  # paths relative to the run folder
                     row["file"] = str(Path(row["file"]).relative_to(work))
+                    row["bytes"] = sizes[row["target"]]
         report = {
             "recipe": str(recipe_path),
             "recipe_sha256": recipe_hash(recipe_path),
@@ -327,6 +328,9 @@ def write_run_folder(
         (work / "report.json").write_text(
             json.dumps(json_safe(report), indent=1, allow_nan=False) + "\n"
         )
+        from compress.report import write_reports
+
+        write_reports(json.loads((work / "report.json").read_text()), work)
     return failures, failed_checks
 
 
