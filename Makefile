@@ -4,7 +4,6 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 POCKET := $(VENV)/bin/pocket
 STAMP  := $(VENV)/.pocket-installed
-DEMO_DATA := .cache/synthetic-demo
 
 .PHONY: venv demo test test-slow lint format bench-data bench-export bench-compress train-networks train-student train-teacher retrain-check clean
 
@@ -24,8 +23,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: venv
-	$(POCKET) data synth $(DEMO_DATA) --train 64 --val 300 --seed 0 --force
-	$(POCKET) eval --data $(DEMO_DATA) --split val --ground-truth --json exported/ground-truth-eval.json
+	$(POCKET) run recipes/pose-mobile.yaml --force
 
 test: venv lint
 	$(PY) -m pytest -m "not slow" -q

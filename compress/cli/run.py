@@ -23,10 +23,49 @@ def run_command(
     force: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
 ) -> None:
     """Run a recipe: its compression stages in order, then the run folder with report.json."""
+    from compress.errors import CheckFailed
     from compress.pipeline import run_recipe
 
-    result = run_recipe(recipe, out, force, console)
-    console.print(f"wrote {result.out}", soft_wrap=True)
+    try:
+        result_out = run_recipe(recipe, out, force, console).out
+    except CheckFailed:
+        _print_summary(console, out, recipe)
+        raise
+    _print_summary(console, result_out, recipe)
+
+
+def _print_summary(console, out: Path | None, recipe: Path) -> None:
+    """The summary table of the run folder's report, and where the reports are."""
+    import json
+
+    from rich.table import Table
+
+    from compress.recipe import Recipe, load_recipe
+    from compress.report import summary_rows
+
+    folder = out or Path("exported") / load_recipe(recipe, Recipe).name
+    report_file = folder / "report.json"
+    if not report_file.exists():
+        return
+    rows = summary_rows(json.loads(report_file.read_text()))
+    if rows:
+        table = Table(title="artifacts (latency p50 at 1 thread)")
+        for column in ("artifact", "status", "size", "AP", "ΔAP", "PCK", "p50"):
+            table.add_column(column)
+        for r in rows:
+            table.add_row(
+                r["target"],
+                r["status"],
+                f"{r['size_mb']:.2f} MB" if r.get("size_mb") else "-",
+                f"{r['ap']:.4f}" if r.get("ap") is not None else "-",
+                f"{r['ap_drop']:+.2f}" if r.get("ap_drop") is not None else "-",
+                f"{r['pck']:.4f}" if r.get("pck") is not None else "-",
+                f"{r['p50_ms']:.2f} ms" if r.get("p50_ms") is not None else "-",
+            )
+        console.print(table)
+    console.print(f"wrote {folder}", soft_wrap=True)
+    if (folder / "report.html").exists():
+        console.print(f"report: {(folder / 'report.html').resolve()}", soft_wrap=True)
 
 
 @app.command("check")
