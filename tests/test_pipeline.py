@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 from typer.testing import CliRunner
 
 from compress.cli import app
@@ -284,6 +286,22 @@ def test_run_writes_the_report_and_refuses_to_overwrite(write, tmp_path: Path) -
     again = runner.invoke(app, ["run", str(path), "--out", str(out)])
     assert again.exit_code == 2
     assert "already exists; pass --force" in again.output
+    # Later: the run folder re-checks (hashes, metrics, gates), and parity on own images.
+    checked = runner.invoke(app, ["verify", str(out)])
+    assert checked.exit_code == 0, checked.output
+    assert "hashes match" in checked.output and "every check passes" in checked.output
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((90, 70, 3), 40 * i, np.uint8)).save(frames / f"f{i}.jpg")
+    own = runner.invoke(app, ["verify", str(out), "--images", str(frames)])
+    assert own.exit_code == 0, own.output
+    assert "parity on 3 image(s)" in own.output and "coreml:fp16" in own.output
+    # A changed file is caught by its hash.
+    tflite = next(out.glob("*.tflite"))
+    tflite.write_bytes(tflite.read_bytes() + b"x")
+    tampered = runner.invoke(app, ["verify", str(out)])
+    assert tampered.exit_code == 1 and f"{tflite.name}: changed since export" in tampered.output
 
 
 @pytest.mark.parametrize("name", ["pose-mobile", "pose-qat"])

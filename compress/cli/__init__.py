@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from compress import __version__
-from compress.cli import data, evaluate, export, models, run, spec
+from compress.cli import data, evaluate, export, models, run, spec, verify
 from compress.cli._common import set_debug
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.command("train")(models.train_command)
 app.command("checkpoint")(models.convert_checkpoint_command)
 app.command("run")(run.run_command)
 app.command("export")(export.export_command)
+app.command("verify")(verify.verify_command)
 app.add_typer(run.app, name="recipe")
 
 
