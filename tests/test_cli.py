@@ -115,8 +115,8 @@ def test_nan_metrics_are_written_as_null(tmp_path: Path) -> None:
 def test_inspect_prints_params_macs_shapes_and_layers() -> None:
     result = runner.invoke(app, ["inspect", "mobilepose"])
     assert result.exit_code == 0, result.output
-    assert "parameters  1,868,721" in result.output
-    assert "(0.135 G at input (1, 3, 160, 128))" in result.output
+    assert "parameters  1,905,841" in result.output
+    assert "(0.141 G at input (1, 3, 160, 128))" in result.output
     assert "output      (1, 17, 40, 32)" in result.output
     assert "backbone.0.0" in result.output and "Conv2d" in result.output
 

@@ -215,8 +215,8 @@ def train(
                 )
             history.append(record)
             if main:
-                with (run_dir / "metrics.jsonl").open("a") as log:
-                    log.write(json.dumps(record) + "\n")
+                with (run_dir / "metrics.jsonl").open("a") as handle:
+                    handle.write(json.dumps(record) + "\n")
                 meta = {
                     "epoch": epoch + 1,
                     "step": step,
