@@ -150,3 +150,43 @@ def test_summary_counts_params_macs_and_shapes() -> None:
     names = [layer.name for layer in summary.layers]
     assert names[0] == "body.0" and summary.layers[0].output_shape == (1, 8, 32, 32)
     assert summary.layers[0].macs == 32 * 32 * 8 * 27
+
+
+class _Evil:
+    """A pickle that runs code when loaded the unsafe way."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_pickles_are_refused_unless_imported_with_weights_only(tmp_path: Path) -> None:
+    import pickle
+
+    from typer.testing import CliRunner
+
+    from compress.cli import app
+
+    runner = CliRunner()
+    # Loading a pickle directly is refused with the way to convert it.
+    torch.save(build_architecture("tests.user_models:tiny_pose", SPEC).state_dict(),
+               tmp_path / "plain.pt")  # fmt: skip
+    refused = runner.invoke(app, ["inspect", str(tmp_path / "plain.pt")])
+    assert refused.exit_code == 2 and "pocket never unpickles by default" in refused.output
+    # An explicit import reads tensors only, and the result loads like any checkpoint.
+    args = ["checkpoint", str(tmp_path / "plain.pt"), str(tmp_path / "imported"),
+            "--from-pickle", "--architecture", "tests.user_models:tiny_pose",
+            "--input-size", "64x64"]  # fmt: skip
+    imported = runner.invoke(app, args)
+    assert imported.exit_code == 0, imported.output
+    assert load_bundle(tmp_path / "imported").architecture == "tests.user_models:tiny_pose"
+    # A malicious pickle is refused and its code never runs.
+    marker = tmp_path / "pwned"
+    with (tmp_path / "evil.pt").open("wb") as handle:
+        pickle.dump({"weight": _Evil(marker)}, handle)
+    args[1] = str(tmp_path / "evil.pt")
+    evil = runner.invoke(app, args)
+    assert evil.exit_code == 2 and "refused: not a plain weights pickle" in evil.output
+    assert not marker.exists()

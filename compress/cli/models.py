@@ -85,16 +85,49 @@ def convert_checkpoint_command(
     dtype: Annotated[
         str, typer.Option(help="Storage type of floating tensors: float16 or float32.")
     ] = "float16",
+    from_pickle: Annotated[
+        bool,
+        typer.Option(
+            help="SOURCE is a PyTorch pickle (.pt/.pth): read its tensors with "
+            "torch.load(weights_only=True) into --architecture."
+        ),
+    ] = False,
+    architecture: Annotated[
+        str | None, typer.Option(help="With --from-pickle: a registered name or module:builder.")
+    ] = None,
+    input_size: Annotated[
+        str, typer.Option(help="With --from-pickle: HxW of the COCO-17 PoseSpec.")
+    ] = "160x128",
 ) -> None:
-    """Re-save a checkpoint, e.g. with fp16 storage (loading always gives float32 weights)."""
+    """Re-save a checkpoint, e.g. with fp16 storage (loading always gives float32 weights), or
+    import the weights of a PyTorch pickle once, safely."""
     import torch
 
     from compress.errors import RecipeError
-    from compress.models.bundle import load_bundle, save_bundle
+    from compress.models.bundle import (
+        Bundle,
+        load_bundle,
+        load_state,
+        read_pickled_weights,
+        save_bundle,
+    )
+    from compress.pose.spec import coco17
 
     dtypes = {"float16": torch.float16, "float32": torch.float32}
     if dtype not in dtypes:
         raise RecipeError(f"--dtype: {dtype!r} is not one of {sorted(dtypes)}")
-    bundle = load_bundle(source)
+    if from_pickle:
+        if architecture is None:
+            raise RecipeError("--from-pickle needs --architecture (what the weights belong to)")
+        try:
+            h, w = (int(v) for v in input_size.lower().split("x"))
+        except ValueError:
+            raise RecipeError(f"--input-size: expected HxW, got {input_size!r}") from None
+        bundle = Bundle.build(architecture, coco17(h, w))
+        load_state(bundle.model, read_pickled_weights(source), str(source))
+    elif architecture is not None:
+        raise RecipeError("--architecture goes with --from-pickle")
+    else:
+        bundle = load_bundle(source)
     weights, config = save_bundle(bundle, target, dtype=dtypes[dtype])
     console.print(f"wrote {weights} ({weights.stat().st_size / 1e6:.2f} MB) and {config}")

@@ -74,6 +74,37 @@ class Bundle:
         )
 
 
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
+
+
+def refuse_pickle(path: Path) -> None:
+    if Path(path).suffix in PICKLE_SUFFIXES:
+        raise ModelError(
+            f"{path}: a pickle file; pocket never unpickles by default (a pickle can run code). "
+            "Convert its weights once with: pocket checkpoint SRC DST --from-pickle "
+            "--architecture NAME (loads with torch.load(weights_only=True))"
+        )
+
+
+def read_pickled_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from a PyTorch pickle, with ``weights_only=True``: anything but tensors and
+    plain containers is refused, so a malicious pickle cannot run code."""
+    import pickle
+
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f"{path}: not found") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: refused: not a plain weights pickle ({first})") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]  # Lightning-style checkpoints
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise ModelError(f"{path}: expected a dict of tensors (a state_dict)")
+    return {str(k).removeprefix("module."): v for k, v in data.items()}
+
+
 def checkpoint_paths(path: Path) -> tuple[Path, Path]:
     """``x``, ``x.json`` or ``x.safetensors`` -> (weights, config)."""
     path = Path(path)
@@ -116,6 +147,7 @@ def save_bundle(
 
 def load_bundle(path: Path, spec: PoseSpec | None = None) -> Bundle:
     """Load a checkpoint; ``spec`` overrides the stored one (a user model's spec from a recipe)."""
+    refuse_pickle(path)
     weights_path, config_path = checkpoint_paths(path)
     try:
         config = json.loads(config_path.read_text())

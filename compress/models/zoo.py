@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from compress.errors import ModelError
-from compress.models.bundle import Bundle, checkpoint_paths, load_bundle
+from compress.models.bundle import Bundle, checkpoint_paths, load_bundle, refuse_pickle
 from compress.models.registry import architecture_names
 from compress.pose.spec import PoseSpec, coco17
 
@@ -36,6 +36,7 @@ def resolve_model(ref: str, spec: PoseSpec | None = None) -> Bundle:
             )
         return load_bundle(shipped_path(ref), spec)
     path = Path(ref)
+    refuse_pickle(path)
     weights, config = checkpoint_paths(path)
     if config.exists() or weights.exists():
         return load_bundle(path, spec)
