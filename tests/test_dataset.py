@@ -186,7 +186,7 @@ def test_locate_split_accepts_coco_layout(tmp_path: Path, synthetic_root: Path) 
         ("reordered", "keypoint 0 is 'right_ankle', the pose spec 'coco17' expects 'nose'"),
         ("no-area", "annotation 1 has no 'area'"),
         ("bad-bbox", "annotation 1: bbox must be 4 numbers [x, y, w, h], got [1, 2]"),
-        ("text-keypoints", "annotation 1: keypoints must be a flat list of numbers"),
+        ("text-keypoints", "annotation 1: keypoints must be a flat list of finite numbers"),
         ("two-categories", "expected one category with keypoints, found 2"),
     ],
 )

@@ -15,6 +15,7 @@ import contextlib
 import copy
 import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,34 +114,61 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check_entries(source: Path, data: dict) -> None:
     """Reject entries pycocotools would trip over; fill ``num_keypoints`` when it is absent."""
     for i, image in enumerate(data["images"]):
-        if (
-            not isinstance(image, dict)
-            or "id" not in image
-            or not isinstance(image.get("file_name"), str)
-        ):
+        if not isinstance(image, dict) or not isinstance(image.get("file_name"), str):
             raise DataError(f"{source}: images[{i}] needs an 'id' and a 'file_name'")
+        if not _is_id(image.get("id")):
+            raise DataError(
+                f"{source}: images[{i}]: id must be an integer, got {image.get('id')!r}"
+            )
+        for key in ("width", "height"):
+            if key in image and not (_is_id(image[key]) and image[key] > 0):
+                raise DataError(
+                    f"{source}: images[{i}]: {key} must be a positive integer, got {image[key]!r}"
+                )
+    for i, cat in enumerate(data["categories"]):
+        if not isinstance(cat, dict) or not _is_id(cat.get("id")):
+            raise DataError(f"{source}: categories[{i}] needs an integer 'id'")
+        names = cat.get("keypoints")
+        if names is not None and not (
+            isinstance(names, list) and all(isinstance(n, str) for n in names)
+        ):
+            raise DataError(f"{source}: categories[{i}]: keypoints must be a list of names")
     for i, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict):
             raise DataError(f"{source}: annotations[{i}] is not a mapping")
-        name = f"annotation {ann.get('id', f'[{i}]')}"
+        name = f"annotation {ann.get('id', f'[{i}]')!r}"
         for key in ("id", "image_id", "category_id", "bbox", "area"):
             if key not in ann:
                 raise DataError(f"{source}: {name} has no {key!r}")
+        for key in ("id", "image_id", "category_id"):
+            if not _is_id(ann[key]):
+                raise DataError(f"{source}: {name}: {key} must be an integer, got {ann[key]!r}")
         bbox = ann["bbox"]
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
             raise DataError(f"{source}: {name}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
-        if not _is_number(ann["area"]):
-            raise DataError(f"{source}: {name}: area must be a number, got {ann['area']!r}")
+        if not all(math.isfinite(v) for v in bbox):
+            raise DataError(f"{source}: {name}: bbox holds a NaN or infinite value: {bbox!r}")
+        if not _is_number(ann["area"]) or not math.isfinite(ann["area"]):
+            raise DataError(f"{source}: {name}: area must be a finite number, got {ann['area']!r}")
+        for key in ("iscrowd", "num_keypoints"):
+            if key in ann and not _is_id(ann[key]):
+                raise DataError(f"{source}: {name}: {key} must be an integer, got {ann[key]!r}")
         kps = ann.get("keypoints")
         if kps is not None:
             if not (
-                isinstance(kps, list) and len(kps) % 3 == 0 and all(_is_number(v) for v in kps)
+                isinstance(kps, list)
+                and len(kps) % 3 == 0
+                and all(_is_number(v) and math.isfinite(v) for v in kps)
             ):
                 raise DataError(
-                    f"{source}: {name}: keypoints must be a flat list of numbers x, y, v"
+                    f"{source}: {name}: keypoints must be a flat list of finite numbers x, y, v"
                 )
             if "num_keypoints" not in ann:
                 ann["num_keypoints"] = sum(1 for v in kps[2::3] if v > 0)
