@@ -190,3 +190,12 @@ def test_pickles_are_refused_unless_imported_with_weights_only(tmp_path: Path) -
     evil = runner.invoke(app, args)
     assert evil.exit_code == 2 and "refused: not a plain weights pickle" in evil.output
     assert not marker.exists()
+
+
+def test_a_user_network_with_the_wrong_output_shape_is_named() -> None:
+    with pytest.raises(
+        ModelError,
+        match=r"architecture 'tests.user_models:wrong_shape': output \(1, 8, 16, 16\) for a "
+        r"1x3x64x64 input; the pose spec needs \(1, 17, 16, 16\)",
+    ):
+        build_architecture("tests.user_models:wrong_shape", SPEC)

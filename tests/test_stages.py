@@ -234,3 +234,19 @@ def test_auto_search_finds_the_fewest_float_layers() -> None:
     assert fewest_float_layers(list(effect), 5.0, drop_of) == []
     with pytest.raises(RecipeError, match="even with every layer in float"):
         fewest_float_layers(list(effect), 0.01, lambda floating: 1.0)
+
+
+def test_calibration_set_empty_is_an_error_and_small_a_warning(context) -> None:
+    from compress.errors import DataError
+
+    empty = copy.copy(context)
+    empty.train_set = copy.copy(context.train_set)
+    empty.train_set.samples = []
+    with pytest.raises(DataError, match="no calibration images"):
+        quantize(student(), QuantizeConfig(calibration_samples=8), empty)
+    loud = copy.copy(context)
+    loud.console = Console(record=True, width=200)
+    quantize(student(), QuantizeConfig(calibration_samples=10_000), loud)
+    assert f"{len(context.train_set)} calibration images, fewer than calibration_samples" in (
+        loud.console.export_text()
+    )

@@ -70,3 +70,8 @@ class SpectralPose(nn.Module):
 
 def spectral_pose(spec: PoseSpec) -> nn.Module:
     return SpectralPose(spec)
+
+
+def wrong_shape(spec: PoseSpec) -> nn.Module:
+    """Forgets the heatmap layer: 8 channels out instead of one per keypoint."""
+    return nn.Sequential(nn.Conv2d(3, 8, 3, 4, 1))

@@ -7,6 +7,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
 from compress.errors import ModelError
@@ -73,7 +74,32 @@ def build_architecture(name: str, spec: PoseSpec, **kwargs: Any) -> nn.Module:
         raise ModelError(
             f"architecture {name!r}: the builder returned {type(model).__name__}, not an nn.Module"
         )
+    check_output(model, spec, name)
     return model
+
+
+def check_output(model: nn.Module, spec: PoseSpec, name: str) -> None:
+    """The network must map one input crop to one heatmap per keypoint at the spec's stride."""
+    h, w = spec.input_size
+    expected = (1, spec.num_keypoints, h // spec.heatmap_stride, w // spec.heatmap_stride)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, 3, h, w))
+    except Exception as exc:  # a user's forward may raise anything; name it
+        raise ModelError(
+            f"architecture {name!r}: forward on a 1x3x{h}x{w} input raised "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(
+            f"architecture {name!r}: output {got} for a 1x3x{h}x{w} input; the pose spec "
+            f"needs {expected} (one heatmap per keypoint at stride {spec.heatmap_stride})"
+        )
 
 
 def _load_builtins() -> None:

@@ -36,7 +36,7 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, 
 from torchao.quantization.pt2e.quantizer import Quantizer, SharedQuantizationSpec
 from torchao.quantization.pt2e.utils import _fuse_conv_bn_
 
-from compress.errors import RecipeError
+from compress.errors import DataError, RecipeError
 from compress.models.bundle import Bundle, Quantization
 from compress.pose.spec import PoseSpec
 from compress.stages.base import StageContext, measure, set_eval
@@ -406,6 +406,14 @@ def quantize(bundle: Bundle, config: QuantizeConfig, context: StageContext) -> t
     units = list_units(exported, quantizer)
     user_float = float_matcher(config.keep_float, units)
     batches = calibration_batches(context.train_set, config.calibration_samples, context.seed)
+    found = sum(len(b) for b in batches)
+    if found == 0:
+        raise DataError("quantize: no calibration images (the train split has no people)")
+    if found < config.calibration_samples:
+        console.print(
+            f"[yellow]warning:[/] quantize: {found} calibration images, fewer than "
+            f"calibration_samples {config.calibration_samples} (the train split is that small)"
+        )
     details: dict[str, Any] = {
         "observer": config.observer,
         "per_channel": config.per_channel,
