@@ -329,8 +329,11 @@ def write_run_folder(
             json.dumps(json_safe(report), indent=1, allow_nan=False) + "\n"
         )
         from compress.report import write_reports
+        from compress.report.schema import Report
 
-        write_reports(json.loads((work / "report.json").read_text()), work)
+        written = json.loads((work / "report.json").read_text())
+        Report.model_validate(written)  # the documented schema; a mismatch is a bug here
+        write_reports(written, work)
     return failures, failed_checks
 
 

@@ -280,6 +280,11 @@ def test_run_writes_the_report_and_refuses_to_overwrite(write, tmp_path: Path) -
     assert rows["onnx:fp32"]["parity"]["relative_l2"] < 1e-4
     assert all(r["status"] == "verified" for r in rows.values()) and not report["checks_failed"]
     assert rows["tflite:int8"]["latency"][0]["threads"] == 1
+    # report.json follows its documented schema (docs/report.schema.json is generated from it).
+    from compress.report.schema import Report, report_schema
+
+    Report.model_validate(report)
+    assert json.loads((REPO / "docs" / "report.schema.json").read_text()) == report_schema()
     page = (out / "report.html").read_text()
     assert "exported and verified" in page and page.count("data:image/png;base64,") == 3
     assert "| tflite:int8 | exported and verified |" in (out / "report.md").read_text()
