@@ -19,6 +19,7 @@ from rich.markup import escape
 from compress.errors import PocketError
 from compress.pose.metrics import PoseMetrics, evaluate
 from compress.runtimes import host_cpu, runner_for
+from compress.stages.base import summary as stage_summary
 from compress.verify.latency import measure_latency
 from compress.verify.parity import parity
 
@@ -39,14 +40,9 @@ class Verification:
 
 
 def summary(metrics: PoseMetrics) -> dict[str, Any]:
+    """The stage metrics plus what the report needs per artifact."""
     return {
-        "ap": metrics.ap,
-        "ap50": metrics.ap50,
-        "ap75": metrics.ap75,
-        "ar": metrics.ar,
-        "pck": metrics.pck,
-        "pdj": metrics.pdj,
-        "pcp": metrics.pcp,
+        **stage_summary(metrics),
         "people": metrics.num_people,
         "per_joint_pck": {k: v.pck for k, v in metrics.per_joint.items()},
     }
