@@ -25,15 +25,15 @@ def short_run(
     steps: int,
     lr: float,
     loss_fn: Callable[..., torch.Tensor] = softmax_cross_entropy,
+    channels_last: bool = True,
 ) -> tuple[Any, float]:
     """Train ``steps`` steps from seed 0 and return (val metrics, seconds)."""
     torch.manual_seed(0)
     train_split, val_split = synthetic_splits(10000, 300, 1, 256)
     train_set = CocoPoseDataset(train_split, spec, augment=AugmentConfig())
     val_set = CocoPoseDataset(val_split, spec)
-    model = build_architecture(architecture, spec, **arguments).to(
-        memory_format=torch.channels_last
-    )
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = build_architecture(architecture, spec, **arguments).to(memory_format=layout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     loader = torch.utils.data.DataLoader(
         train_set, batch_size=32, shuffle=True, num_workers=1, drop_last=True
@@ -45,7 +45,7 @@ def short_run(
             warm = min(1.0, (step + 1) / 200)
             for group in optimizer.param_groups:
                 group["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * step / steps))
-            images = batch["image"].contiguous(memory_format=torch.channels_last)
+            images = batch["image"].contiguous(memory_format=layout)
             loss = loss_fn(model(images), batch["heatmaps"], batch["weights"])
             optimizer.zero_grad()
             loss.backward()

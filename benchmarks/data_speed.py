@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -17,16 +16,7 @@ import torch
 from compress.data.coco import AugmentConfig, CocoPoseDataset
 from compress.data.synth import generate_dataset
 from compress.pose.spec import coco17
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from compress.runtimes import host_cpu
 
 
 def bench_generator(root: Path, images: int, workers: int) -> float:
@@ -57,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     threads = torch.get_num_threads()
-    print(f"host: {_cpu_name()}, {cores} cores, torch {torch.__version__}, {threads} threads")
+    print(f"host: {host_cpu()}, {cores} cores, torch {torch.__version__}, {threads} threads")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synthetic"
         for workers in sorted({1, cores}):
