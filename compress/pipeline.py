@@ -333,7 +333,13 @@ def write_run_folder(
 
         written = json.loads((work / "report.json").read_text())
         Report.model_validate(written)  # the documented schema; a mismatch is a bug here
-        write_reports(written, work)
+        crops = None
+        if verification is not None:
+            from compress.report.overlays import crops_as_pixels
+            from compress.verify.artifacts import EXAMPLES, parity_images
+
+            crops = crops_as_pixels(parity_images(context.val_set, EXAMPLES), float_bundle.spec)
+        write_reports(written, work, crops, float_bundle.spec)
     return failures, failed_checks
 
 

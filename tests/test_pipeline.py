@@ -286,7 +286,13 @@ def test_run_writes_the_report_and_refuses_to_overwrite(write, tmp_path: Path) -
     Report.model_validate(report)
     assert json.loads((REPO / "docs" / "report.schema.json").read_text()) == report_schema()
     page = (out / "report.html").read_text()
-    assert "exported and verified" in page and page.count("data:image/png;base64,") == 3
+    # Three plots and the grid of val crops with the float and artifact skeletons.
+    assert "exported and verified" in page and page.count("data:image/png;base64,") == 4
+    assert 'alt="overlays"' in page
+    examples = report["verification"]["float"]["example_keypoints"]
+    assert len(examples) == 6 and len(examples[0]) == 17
+    onnx_points = np.asarray(rows["onnx:fp32"]["example_keypoints"])
+    assert np.abs(onnx_points - np.asarray(examples)).max() < 0.05
     assert "| tflite:int8 | exported and verified |" in (out / "report.md").read_text()
     again = runner.invoke(app, ["run", str(path), "--out", str(out)])
     assert again.exit_code == 2

@@ -9,6 +9,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 STATUS = {
     "verified": "exported and verified",
     "failed check": "exported but failed a check",
@@ -150,8 +152,9 @@ def plots(report: dict[str, Any]) -> dict[str, str]:
     return images
 
 
-def render_html(report: dict[str, Any], extra_images: dict[str, str] | None = None) -> str:
-    """A self-contained page: the summary table, the stages and every plot inline."""
+def render_html(report: dict[str, Any], overlays: str | None = None) -> str:
+    """A self-contained page: the summary table, the stages and every plot inline;
+    ``overlays`` is the base64 PNG of the skeleton grid (see :mod:`compress.report.overlays`)."""
     esc = html.escape
     rows = summary_rows(report)
     table = "".join(
@@ -169,7 +172,14 @@ def render_html(report: dict[str, Any], extra_images: dict[str, str] | None = No
     )
     figures = "".join(
         f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{data}"></figure>'
-        for name, data in {**plots(report), **(extra_images or {})}.items()
+        for name, data in plots(report).items()
+    )
+    crops = (
+        "<h2>Val crops</h2><p>The float model's keypoints (blue, dashed) and each artifact's "
+        f'(red) on the first val crops.</p><figure><img alt="overlays" class="wide" '
+        f'src="data:image/png;base64,{overlays}"></figure>'
+        if overlays
+        else ""
     )
     failed = "".join(f"<li>{esc(f)}</li>" for f in report.get("checks_failed") or [])
     device = esc((report.get("verification") or {}).get("device", "this machine"))
@@ -182,6 +192,7 @@ td, th {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 13px; text-align:
 th {{ background: #f3f3f3; }}
 figure {{ display: inline-block; margin: 0.5em; }}
 img {{ max-width: 720px; }}
+img.wide {{ max-width: 100%; }}
 .failed {{ color: #b00; }}
 </style></head><body>
 <h1>{esc(report["name"])}</h1>
@@ -194,12 +205,28 @@ img {{ max-width: 720px; }}
 <table><tr><th>stage</th><th>AP before</th><th>AP after</th><th>MACs before</th>
 <th>MACs after</th><th>time</th></tr>{stages}</table>
 <h2>Plots</h2>{figures}
+{crops}
 </body></html>
 """
 
 
-def write_reports(report: dict[str, Any], folder: Path) -> list[Path]:
+def write_reports(
+    report: dict[str, Any], folder: Path, crops: np.ndarray | None = None, spec=None
+) -> list[Path]:
+    """report.md and report.html; with the val ``crops`` (uint8 NHWC, the ones the examples'
+    keypoints were decoded on) and the PoseSpec, report.html also gets the skeleton grid."""
     md, page = folder / "report.md", folder / "report.html"
     md.write_text(render_markdown(report))
-    page.write_text(render_html(report))
+    overlays = None
+    verification = report.get("verification")
+    if crops is not None and spec is not None and verification:
+        import matplotlib.pyplot as plt
+
+        from compress.report.overlays import overlay_grid
+
+        figure = overlay_grid(crops, verification, spec)
+        if figure is not None:
+            overlays = _png(figure)
+            plt.close(figure)
+    page.write_text(render_html(report, overlays))
     return [md, page]

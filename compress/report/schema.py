@@ -70,11 +70,14 @@ class ArtifactVerification(_Model):
     latency: list[Latency]
     error: str | None
     failed_checks: list[str]
+    # Keypoints (x, y) in input pixels on the first val crops, drawn in report.html.
+    example_keypoints: list[list[tuple[float, float]]] = []
 
 
 class FloatVerification(_Model):
     metrics: Metrics
     latency: list[Latency]
+    example_keypoints: list[list[tuple[float, float]]] = []
 
 
 class Verification(_Model):

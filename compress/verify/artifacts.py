@@ -21,9 +21,10 @@ from compress.pose.metrics import PoseMetrics, evaluate
 from compress.runtimes import host_cpu, runner_for
 from compress.stages.base import summary as stage_summary
 from compress.verify.latency import measure_latency
-from compress.verify.parity import parity
+from compress.verify.parity import keypoints, parity
 
 PARITY_IMAGES = 64
+EXAMPLES = 6  # val crops whose keypoints the report draws, float model beside each artifact
 
 
 @dataclass
@@ -37,6 +38,8 @@ class Verification:
     parity: dict[str, Any] = field(default_factory=dict)
     latency: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    # Keypoints (EXAMPLES, K, 2) in input pixels on the first parity crops, for the report.
+    example_keypoints: list = field(default_factory=list)
 
 
 def summary(metrics: PoseMetrics) -> dict[str, Any]:
@@ -73,7 +76,9 @@ def verify_artifact(
             k: 100 * (float_metrics[k] - metrics[k]) for k in ("ap", "ap50", "ar", "pck", "pdj")
         }
         spec = dataset.spec
-        result.parity = parity(float_outputs, runner(images), spec).to_dict()
+        outputs = runner(images)
+        result.parity = parity(float_outputs, outputs, spec).to_dict()
+        result.example_keypoints = keypoints(outputs[:EXAMPLES], spec).round(2).tolist()
         result.latency = [
             measure_latency(
                 lambda t: runner_for(path, t), images[:1], t, runs=latency_runs
@@ -125,6 +130,12 @@ def verify_run(
     return {
         "device": host_cpu(),
         "threads": list(threads),
-        "float": {"metrics": float_metrics, "latency": float_latency},
+        "float": {
+            "metrics": float_metrics,
+            "latency": float_latency,
+            "example_keypoints": keypoints(float_outputs[:EXAMPLES], dataset.spec)
+            .round(2)
+            .tolist(),
+        },
         "artifacts": rows,
     }
