@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from compress import __version__, _dist
 from compress._io import atomic_directory, json_safe, refuse_existing
@@ -35,7 +36,9 @@ from compress.stages.train import seed_everything, train
 DEFAULT_INPUT_SIZE = (160, 128)
 
 
-def load_datasets(recipe: TrainRecipe | Recipe, base: Path, spec, seed: int):
+def load_datasets(
+    recipe: TrainRecipe | Recipe, base: Path, spec, seed: int, console: Console | None = None
+):
     data = recipe.data
     if data.synthetic is not None:
         s = data.synthetic
@@ -47,10 +50,18 @@ def load_datasets(recipe: TrainRecipe | Recipe, base: Path, spec, seed: int):
     else:
         c = data.coco
         train_split, val_split = coco_splits(resolve(base, c.root), c.train_split, c.val_split)
-    return (
-        CocoPoseDataset(train_split, spec, augment=AugmentConfig(), seed=seed),
-        CocoPoseDataset(val_split, spec),
+    policy = data.on_bad_sample
+    datasets = (
+        CocoPoseDataset(
+            train_split, spec, augment=AugmentConfig(), seed=seed, on_bad_sample=policy
+        ),
+        CocoPoseDataset(val_split, spec, on_bad_sample=policy),
     )
+    for dataset in datasets:
+        left_out = dataset.bad_sample_summary()
+        if left_out and console is not None and _dist.is_main():
+            console.print(f"[yellow]warning:[/] {escape(left_out)}", soft_wrap=True)
+    return datasets
 
 
 def run_training(
@@ -67,7 +78,7 @@ def run_training(
     else:
         bundle = Bundle.build(recipe.model.architecture, spec, **recipe.model.arguments)
     bundle.provenance = {"recipe": str(recipe_path), "recipe_sha256": recipe_hash(recipe_path)}
-    train_set, val_set = load_datasets(recipe, base, spec, recipe.train.seed)
+    train_set, val_set = load_datasets(recipe, base, spec, recipe.train.seed, console)
     run_dir = out or Path("exported") / recipe.name
     _, report = train(
         bundle, recipe.train, train_set, val_set, run_dir, resume=resume, console=console
@@ -233,7 +244,7 @@ def run_recipe(recipe_path: Path, out: Path | None, force: bool, console: Consol
     recipe, base, bundle, teacher = prepare_run(recipe_path)
     out = Path(out) if out is not None else Path("exported") / recipe.name
     refuse_existing(out, force)  # fail before the work, not after it
-    train_set, val_set = load_datasets(recipe, base, bundle.spec, recipe.seed)
+    train_set, val_set = load_datasets(recipe, base, bundle.spec, recipe.seed, console)
     context = StageContext(train_set, val_set, out, teacher, recipe.seed, console)
     start = time.perf_counter()
     metrics = measure(bundle, val_set, context.eval_batch_size)

@@ -65,6 +65,9 @@ class CocoData(Strict):
 class DataSection(Strict):
     synthetic: SyntheticData | None = None
     coco: CocoData | None = None
+    # A person that cannot be used (bad keypoint count, box without area or outside its image,
+    # missing or undecodable image): stop with the list (error), or leave it out (skip).
+    on_bad_sample: Literal["error", "skip"] = "error"
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSection:

@@ -97,6 +97,29 @@ def test_malformed_annotations_and_bad_json_target_exit_2(tmp_path: Path) -> Non
     assert "annotation 1 has no 'bbox'" in result.output
 
 
+def test_eval_bad_sample_policy(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    assert (
+        runner.invoke(app, ["data", "synth", str(out), "--train", "1", "--val", "3"]).exit_code == 0
+    )
+    ann = out / "annotations" / "person_keypoints_val.json"
+    data = json.loads(ann.read_text())
+    data["annotations"][0]["bbox"][2] = 0
+    ann.write_text(json.dumps(data))
+    failed = runner.invoke(app, ["eval", "--data", str(out), "--ground-truth"])
+    assert failed.exit_code == 2
+    assert "1 bad sample: annotation 1: bbox" in failed.output and "has no area" in failed.output
+    skipped = runner.invoke(
+        app, ["eval", "--data", str(out), "--ground-truth", "--on-bad-sample", "skip"]
+    )
+    assert skipped.exit_code == 0, skipped.output
+    assert "left out 1 bad sample (on_bad_sample: skip)" in skipped.output
+    wrong = runner.invoke(
+        app, ["eval", "--data", str(out), "--ground-truth", "--on-bad-sample", "drop"]
+    )
+    assert wrong.exit_code == 2 and "'drop' is not one of" in " ".join(wrong.output.split())
+
+
 def test_nan_metrics_are_written_as_null(tmp_path: Path) -> None:
     out = tmp_path / "data"
     runner.invoke(app, ["data", "synth", str(out), "--train", "1", "--val", "2", "--seed", "3"])

@@ -237,6 +237,84 @@ def test_missing_image_is_named(tmp_path: Path, spec: PoseSpec) -> None:
     kps[0] = (100, 100, 2)
     root = _one_person_folder(tmp_path, spec, kps)
     (root / "images" / "val" / "1.jpg").unlink()
+    with pytest.raises(DataError, match=r"annotation 1: image file not found: .*1\.jpg"):
+        CocoPoseDataset.from_folder(root, "val", spec)
+
+
+def _folder_with_bad_samples(tmp_path: Path, spec: PoseSpec) -> Path:
+    """Seven people on seven images: two good, five bad in five different ways, and one more
+    image with nobody on it (not a bad sample)."""
+    kps = np.zeros((17, 3))
+    kps[0] = (100, 100, 2)
+    root = _one_person_folder(tmp_path, spec, kps)
+    ann_file = root / "annotations" / "person_keypoints_val.json"
+    data = json.loads(ann_file.read_text())
+    images = root / "images" / "val"
+    good = data["annotations"][0]
+    for i in range(2, 9):
+        Image.new("RGB", (200, 200), (90, 90, 90)).save(images / f"{i}.jpg")
+        data["images"].append({"id": i, "file_name": f"{i}.jpg", "width": 200, "height": 200})
+        if i < 8:
+            data["annotations"].append({**good, "id": i, "image_id": i})
+    anns = {a["id"]: a for a in data["annotations"]}
+    anns[3]["bbox"] = [10.0, 10.0, 0.0, 50.0]  # no area
+    anns[4]["bbox"] = [250.0, 10.0, 40.0, 50.0]  # right of the 200x200 image
+    anns[5]["keypoints"] = anns[5]["keypoints"][:30]  # ten keypoints, not 17
+    (images / "6.jpg").unlink()  # missing file
+    (images / "7.jpg").write_bytes((images / "1.jpg").read_bytes()[:300])  # truncated JPEG
+    ann_file.write_text(json.dumps(data))
+    return root
+
+
+def test_bad_samples_are_all_listed_under_the_error_policy(tmp_path: Path, spec: PoseSpec) -> None:
+    root = _folder_with_bad_samples(tmp_path, spec)
+    with pytest.raises(DataError) as caught:
+        CocoPoseDataset.from_folder(root, "val", spec)
+    message = str(caught.value)
+    # The error policy checks files by existence; a truncated file is named when first read.
+    assert "person_keypoints_val.json: 4 bad samples:" in message
+    assert "annotation 3: bbox [10.0, 10.0, 0.0, 50.0] has no area" in message
+    assert "annotation 4: bbox [250.0, 10.0, 40.0, 50.0] lies outside the 200x200 image" in message
+    assert "annotation 5: expected 51 keypoint values, got 30" in message
+    assert "annotation 6: image file not found" in message
+    assert "set data.on_bad_sample: skip" in message
+
+
+def test_skip_policy_leaves_bad_samples_out_and_says_so(tmp_path: Path, spec: PoseSpec) -> None:
+    root = _folder_with_bad_samples(tmp_path, spec)
+    ds = CocoPoseDataset.from_folder(root, "val", spec, on_bad_sample="skip")
+    assert [s.annotation_id for s in ds.samples] == [1, 2]
+    assert len(ds.bad_samples) == 5
+    assert "annotation 7: cannot decode image" in ds.bad_samples[-1]
+    summary = ds.bad_sample_summary()
+    assert "left out 5 bad samples (on_bad_sample: skip), first: annotation 3" in summary
+    assert all(ds[i]["image"].shape == (3, *spec.input_size) for i in range(len(ds)))
+
+
+def test_a_truncated_image_is_named_when_read_under_the_error_policy(
+    tmp_path: Path, spec: PoseSpec
+) -> None:
+    kps = np.zeros((17, 3))
+    kps[0] = (100, 100, 2)
+    root = _one_person_folder(tmp_path, spec, kps)
+    image = root / "images" / "val" / "1.jpg"
+    image.write_bytes(image.read_bytes()[:300])
     ds = CocoPoseDataset.from_folder(root, "val", spec)
-    with pytest.raises(DataError, match=r"1\.jpg: image file not found"):
+    with pytest.raises(DataError, match=r"1\.jpg: cannot decode image"):
         ds[0]
+
+
+def test_a_split_with_nobody_usable_is_an_error(tmp_path: Path, spec: PoseSpec) -> None:
+    kps = np.zeros((17, 3))
+    kps[0] = (100, 100, 2)
+    root = _one_person_folder(tmp_path, spec, kps)
+    ann_file = root / "annotations" / "person_keypoints_val.json"
+    data = json.loads(ann_file.read_text())
+    data["annotations"][0]["bbox"] = [0, 0, 0, 0]
+    ann_file.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"no usable annotated people \(1 bad sample left out\)"):
+        CocoPoseDataset.from_folder(root, "val", spec, on_bad_sample="skip")
+    data["annotations"] = []
+    ann_file.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"val\.json: no usable annotated people$"):
+        CocoPoseDataset.from_folder(root, "val", spec)

@@ -80,6 +80,11 @@ def _write(tmp_path: Path, text: str) -> Path:
             "  arguments: [0.5]",
             "model.arguments: Input should be a valid dictionary",
         ),
+        (
+            "  synthetic: {train: 4, val: 4, seed: 0}",
+            "  synthetic: {train: 4, val: 4, seed: 0}\n  on_bad_sample: drop",
+            "recipe.yaml:10: data.on_bad_sample: Input should be 'error' or 'skip' (got 'drop')",
+        ),
     ],
 )
 def test_malformed_recipes_name_key_and_line(

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import enum
 import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from compress._io import write_json_atomic
 from compress.cli._common import console, handle_errors
 from compress.errors import RecipeError
+
+
+class BadSample(enum.StrEnum):
+    error = "error"
+    skip = "skip"
 
 
 @handle_errors
@@ -38,6 +45,10 @@ def eval_command(
         Path | None, typer.Option("--json", help="Also write the metrics as JSON here.")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = 64,
+    on_bad_sample: Annotated[
+        BadSample,
+        typer.Option(help="A person that cannot be used: stop with the list, or leave it out."),
+    ] = BadSample.error,
     height: Annotated[int, typer.Option(min=8, help="Input height for --ground-truth.")] = 256,
     width: Annotated[int, typer.Option(min=8, help="Input width for --ground-truth.")] = 192,
 ) -> None:
@@ -52,16 +63,23 @@ def eval_command(
     if (model is None) == (not ground_truth):
         raise RecipeError("give exactly one of --model or --ground-truth")
     if model is None:
-        dataset = CocoPoseDataset.from_folder(data, split, coco17(height, width))
+        dataset = CocoPoseDataset.from_folder(
+            data, split, coco17(height, width), on_bad_sample=on_bad_sample.value
+        )
         metrics = evaluate_ground_truth(dataset, batch_size=batch_size)
         source = "ground truth through encode-decode"
     else:
         bundle = resolve_model(model)
         bundle.model.eval()
-        dataset = CocoPoseDataset.from_folder(data, split, bundle.spec)
+        dataset = CocoPoseDataset.from_folder(
+            data, split, bundle.spec, on_bad_sample=on_bad_sample.value
+        )
         with torch.no_grad():
             metrics = evaluate(bundle.model, dataset, batch_size=batch_size, flip_test=flip_test)
         source = f"{model}{' + flip test' if flip_test else ''}"
+    left_out = dataset.bad_sample_summary()
+    if left_out:
+        console.print(f"[yellow]warning:[/] {escape(left_out)}", soft_wrap=True)
     print_metrics(metrics, title=f"{source} — {data} [{split}], GT boxes")
     if json_out is not None:
         payload = {

@@ -70,7 +70,7 @@ def verify_command(
         )
         return
     float_bundle = load_bundle(run / "float")
-    _, val_set = load_datasets(recipe, recipe_path.resolve().parent, float_bundle.spec, 0)
+    _, val_set = load_datasets(recipe, recipe_path.resolve().parent, float_bundle.spec, 0, console)
     artifacts = [(f"{a['format']}:{a['variant']}", run / a["file"]) for a in manifest["artifacts"]]
     verification = verify_run(
         artifacts, float_bundle.model, val_set, console, recipe.checks.threads,

@@ -208,7 +208,12 @@ class CocoPoseDataset(torch.utils.data.Dataset):
         augment: AugmentConfig | None = None,
         padding: float = 1.25,
         seed: int = 0,
+        on_bad_sample: str = "error",
     ) -> None:
+        if on_bad_sample not in ("error", "skip"):
+            raise ValueError(f"on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
+        self.on_bad_sample = on_bad_sample
+        self.bad_samples: list[str] = []
         self.split = split
         self.spec = spec
         self.augment = augment
@@ -224,29 +229,36 @@ class CocoPoseDataset(torch.utils.data.Dataset):
         return cls(locate_split(root, split), spec, **kwargs)
 
     def _collect(self) -> list[PersonSample]:
+        """Every usable person; bad ones are an error or left out, as ``on_bad_sample`` says."""
         source = self.split.annotation_file
         k = self.spec.num_keypoints
-        samples = []
+        samples: list[PersonSample] = []
+        bad: list[str] = []
+        images_ok: dict[int, str | None] = {}  # image id -> problem with its file, if any
         for ann in self.coco.dataset["annotations"]:
             if ann["category_id"] != self.category_id:
                 continue
             if ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) <= 0:
                 continue
+            name = f"annotation {ann.get('id')}"
             kps = ann.get("keypoints")
+            image = self.coco.imgs.get(ann["image_id"])
+            problem = None
             if not isinstance(kps, list) or len(kps) != 3 * k:
                 got = len(kps) if isinstance(kps, list) else type(kps).__name__
-                raise DataError(
-                    f"{source}: annotation {ann.get('id')}: "
-                    f"expected {3 * k} keypoint values, got {got}"
-                )
-            x, y, w, h = ann["bbox"]
-            if w <= 0 or h <= 0:
+                problem = f"expected {3 * k} keypoint values, got {got}"
+            elif image is None:
+                problem = f"names unknown image {ann['image_id']}"
+            else:
+                problem = _box_problem(ann["bbox"], image)
+                if problem is None:
+                    if image["id"] not in images_ok:
+                        images_ok[image["id"]] = self._image_problem(image)
+                    problem = images_ok[image["id"]]
+            if problem is not None:
+                bad.append(f"{name}: {problem}")
                 continue
-            image = self.coco.imgs.get(ann["image_id"])
-            if image is None:
-                raise DataError(
-                    f"{source}: annotation {ann['id']} names unknown image {ann['image_id']}"
-                )
+            x, y, w, h = ann["bbox"]
             keypoints = np.asarray(kps, dtype=np.float64).reshape(k, 3)
             keypoints[keypoints[:, 2] > 0, :2] += PIXEL_CENTER
             samples.append(
@@ -258,7 +270,43 @@ class CocoPoseDataset(torch.utils.data.Dataset):
                     keypoints=keypoints,
                 )
             )
+        self.bad_samples = bad
+        if bad and self.on_bad_sample == "error":
+            raise DataError(
+                f"{source}: {_count(bad)}: {'; '.join(bad[:5])}"
+                f"{'; ...' if len(bad) > 5 else ''} "
+                "(fix them, or set data.on_bad_sample: skip to leave them out)"
+            )
+        if not samples:
+            raise DataError(
+                f"{source}: no usable annotated people"
+                + (f" ({_count(bad)} left out)" if bad else "")
+            )
         return samples
+
+    def _image_problem(self, image: dict) -> str | None:
+        """Why an image file cannot be used, or None. Checked for every image only with the
+        skip policy (the error policy names a broken file when it is first read)."""
+        path = self.split.image_dir / image["file_name"]
+        if not path.is_file():
+            return f"image file not found: {path}"
+        if self.on_bad_sample == "error":
+            return None
+        try:
+            with Image.open(path) as im:
+                im.load()
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            return f"cannot decode image {path} ({exc})"
+        return None
+
+    def bad_sample_summary(self) -> str | None:
+        """One line for the console when samples were left out, else None."""
+        if not self.bad_samples:
+            return None
+        return (
+            f"{self.split.annotation_file}: left out {_count(self.bad_samples)} "
+            f"(on_bad_sample: skip), first: {'; '.join(self.bad_samples[:3])}"
+        )
 
     def without_augment(self) -> CocoPoseDataset:
         """The same people as plain evaluation crops (calibration, measurements)."""
@@ -376,6 +424,22 @@ class CocoPoseDataset(torch.utils.data.Dataset):
             )
         flip = bool(rng.random() < aug.flip_probability)
         return CropBox(box.center, (box.size[0] * scale, box.size[1] * scale), rotation), flip
+
+
+def _count(bad: list[str]) -> str:
+    return f"{len(bad)} bad sample{'s' if len(bad) != 1 else ''}"
+
+
+def _box_problem(bbox: list[float], image: dict) -> str | None:
+    """A person box that cannot be cropped: no area, or wholly outside its image."""
+    x, y, w, h = bbox
+    if w <= 0 or h <= 0:
+        return f"bbox {bbox} has no area"
+    width, height = image.get("width"), image.get("height")
+    sized = isinstance(width, int | float) and isinstance(height, int | float)
+    if sized and (x >= width or y >= height or x + w <= 0 or y + h <= 0):
+        return f"bbox {bbox} lies outside the {width}x{height} image"
+    return None
 
 
 def _color_jitter(rng: np.random.Generator, crop: np.ndarray, strength: float) -> np.ndarray:
