@@ -121,6 +121,21 @@ def test_coreml_package_reloads_with_metadata(setup, variant, image_input, expec
     assert artifact.bytes > 0 and len(artifact.sha256) == 64
 
 
+def test_coreml_packages_are_reproducible(setup, tmp_path: Path) -> None:
+    from compress.export import coreml as coreml_export
+
+    bundle, quantized, calibration, _, _, _ = setup
+    context = ExportContext(bundle, pose_metadata(bundle, "tiny"), quantized, calibration)
+    first = exporter("coreml").export(context, "fp16", tmp_path / "a")
+    second = exporter("coreml").export(context, "fp16", tmp_path / "b")
+    assert first.sha256 == second.sha256
+    assert "com.github.apple.coremltools.conversion_date" not in coreml_export.read_metadata(
+        first.path
+    )
+    manifest = json.loads((first.path / "Manifest.json").read_text())
+    assert manifest["rootModelIdentifier"] in manifest["itemInfoEntries"]
+
+
 def test_coreml_refuses_a_target_too_old_for_the_variant(setup) -> None:
     bundle, quantized, calibration, _, _, out = setup
     context = ExportContext(

@@ -13,6 +13,8 @@ checks the spec and lists the operations.
 from __future__ import annotations
 
 import copy
+import json
+import uuid
 from pathlib import Path
 from typing import ClassVar
 
@@ -131,6 +133,7 @@ class CoremlExporter(Exporter):
         )
         path = folder / f"{meta['model']['name']}-{variant}.mlpackage"
         model.save(str(path))
+        make_reproducible(path)
         operations = program_operations(path)
         size, sha = file_digest(path)
         return Artifact(
@@ -207,6 +210,33 @@ def _compress(model, variant: str):
             config = cto.OpPalettizerConfig(mode="kmeans", nbits=bits, granularity="per_tensor")
         return cto.palettize_weights(model, cto.OptimizationConfig(global_config=config))
     return model
+
+
+def make_reproducible(path: Path) -> None:
+    """Make a saved .mlpackage byte-identical across runs of the same export.
+
+    coremltools stamps the conversion date into the metadata, writes the spec's maps in hash
+    order and names the package's items with random UUIDs. pocket drops the date (its own
+    metadata records what produced the file), serialises the spec deterministically and
+    derives each item's UUID from its path.
+    """
+    from coremltools.proto import Model_pb2
+
+    manifest_path = path / "Manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    entries, renamed = {}, {}
+    for old, item in manifest["itemInfoEntries"].items():
+        new = str(uuid.uuid5(uuid.NAMESPACE_URL, f"pocket:{item['path']}")).upper()
+        entries[new], renamed[old] = item, new
+    manifest["itemInfoEntries"] = entries
+    manifest["rootModelIdentifier"] = renamed[manifest["rootModelIdentifier"]]
+    manifest_path.write_text(json.dumps(manifest, indent=4, sort_keys=True) + "\n")
+
+    spec_path = path / "Data" / "com.apple.CoreML" / "model.mlmodel"
+    spec = Model_pb2.Model()
+    spec.ParseFromString(spec_path.read_bytes())
+    spec.description.metadata.userDefined.pop("com.github.apple.coremltools.conversion_date", None)
+    spec_path.write_bytes(spec.SerializeToString(deterministic=True))
 
 
 def program_operations(path: Path) -> list[str]:
