@@ -26,7 +26,10 @@ def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
     refuse_existing(target, force)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+        remove_stale_partials(target)
+        work = Path(
+            tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-", dir=target.parent)
+        )
     except OSError as exc:
         raise OutputError(f"cannot create a folder next to {target}: {exc.strerror}") from None
     try:
@@ -48,6 +51,25 @@ def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+def remove_stale_partials(target: Path) -> None:
+    """Remove the temporary folders of earlier writes of ``target`` whose process is gone (a
+    run killed with SIGKILL cannot clean up after itself)."""
+    for partial in target.parent.glob(f".{target.name}.partial-*"):
+        pid = partial.name.rsplit(".partial-", 1)[1].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def refuse_existing(target: Path, force: bool) -> None:

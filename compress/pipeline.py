@@ -16,7 +16,7 @@ from rich.markup import escape
 from compress import __version__, _dist
 from compress._io import atomic_directory, json_safe, refuse_existing
 from compress.data.coco import AugmentConfig, CocoPoseDataset
-from compress.data.sources import coco_splits, synthetic_splits
+from compress.data.sources import cache_root, coco_splits, synthetic_splits
 from compress.errors import CheckFailed, ModelError, RecipeError
 from compress.models.bundle import Bundle, checkpoint_paths, load_bundle, load_state, save_bundle
 from compress.models.zoo import SHIPPED, resolve_model
@@ -230,8 +230,14 @@ def distill_settings(stage) -> list[tuple[str, DistillSettings]]:
     return []
 
 
-def run_recipe(recipe_path: Path, out: Path | None, force: bool, console: Console) -> RunResult:
-    """``pocket run``: every stage in order, then the run folder (written atomically)."""
+def run_recipe(
+    recipe_path: Path, out: Path | None, force: bool, console: Console, use_cache: bool = True
+) -> RunResult:
+    """``pocket run``: every stage in order, then the run folder (written atomically).
+
+    Finished distill and prune stages are cached by content (:mod:`compress.stages.cache`):
+    a run that was interrupted, or repeated, resumes after the last finished stage."""
+    from compress.stages.cache import CACHEABLE, StageCache, data_identity
     from compress.stages.distill import distill
     from compress.stages.prune import prune
     from compress.stages.quantize import quantize
@@ -251,11 +257,26 @@ def run_recipe(recipe_path: Path, out: Path | None, force: bool, console: Consol
     console.print(f"{recipe.name}: start AP {metrics.ap:.4f}  PCK {metrics.pck:.4f}")
     first = summary(metrics)
     reports: list[StageReport] = []
+    cache = StageCache(cache_root() / "stages") if use_cache else None
+    data = data_identity(recipe.data, train_set, val_set) if use_cache else {}
     for i, stage in enumerate(recipe.stages, 1):
         console.rule(f"stage {i}/{len(recipe.stages)}: {stage.kind}")
-        bundle, report, metrics = run_stage(
-            stage.kind, stage_functions[stage.kind], bundle, stage, context, metrics
-        )
+        key = hit = None
+        if cache is not None and stage.kind in CACHEABLE:
+            uses_teacher = teacher if stage.kind == "distill" else None
+            key = cache.key(stage, bundle, data, recipe.seed, uses_teacher)
+            hit = cache.load(key, bundle.spec)
+        if hit is not None:
+            bundle, report = hit
+            metrics = measure(bundle, val_set, context.eval_batch_size)
+            console.print(f"{stage.kind}: reused the cached result ({key[:12]})")
+        else:
+            bundle, report, metrics = run_stage(
+                stage.kind, stage_functions[stage.kind], bundle, stage, context, metrics
+            )
+            if key is not None and main:
+                cache.store(key, bundle, report)
+            _dist.barrier()
         reports.append(report)
         console.print(
             f"{stage.kind}: AP {report.metrics_before['ap']:.4f} -> "

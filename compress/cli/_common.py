@@ -37,5 +37,14 @@ def handle_errors(fn: F) -> F:
             message = escape(f"{type(exc).__name__}: {exc}")
             err_console.print(f"[bold red]error:[/] {message}", highlight=False)
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            if _state["debug"]:
+                raise
+            err_console.print(
+                "[bold red]interrupted:[/] nothing half-written was kept; finished distill and "
+                "prune stages are cached, so running the same command again resumes after them",
+                highlight=False,
+            )
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]

@@ -21,13 +21,17 @@ def run_command(
         Path | None, typer.Option(help="Run folder (default: exported/<recipe name>).")
     ] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+    cache: Annotated[
+        bool,
+        typer.Option(help="Reuse finished distill/prune stages of an earlier identical run."),
+    ] = True,
 ) -> None:
     """Run a recipe: its compression stages in order, then the run folder with report.json."""
     from compress.errors import CheckFailed
     from compress.pipeline import run_recipe
 
     try:
-        result_out = run_recipe(recipe, out, force, console).out
+        result_out = run_recipe(recipe, out, force, console, use_cache=cache).out
     except CheckFailed:
         _print_summary(console, out, recipe)
         raise
