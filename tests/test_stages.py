@@ -108,6 +108,37 @@ def test_pruning_shrinks_convolutions_to_the_macs_target_and_saves(context, tmp_
         assert torch.equal(reloaded(x), out)
 
 
+def test_stage_cache_keys_on_the_work_and_round_trips_a_pruned_network(context, tmp_path) -> None:
+    from compress.stages.base import StageReport
+    from compress.stages.cache import StageCache
+
+    cache = StageCache(tmp_path / "stages")
+    bundle, config = student(), PruneConfig(channel_ratio=0.3, finetune={"steps": 0})
+    data = {"section": {"synthetic": 1}}
+    key = cache.key(config, bundle, data, 0, None)
+    assert key == cache.key(config, student(), data, 0, None)  # same work, same key
+    other = student()
+    with torch.no_grad():
+        next(other.model.parameters()).add_(1e-3)
+    changed = [
+        cache.key(config, other, data, 0, None),
+        cache.key(PruneConfig(channel_ratio=0.4, finetune={"steps": 0}), bundle, data, 0, None),
+        cache.key(config, bundle, {"section": {"synthetic": 2}}, 0, None),
+        cache.key(config, bundle, data, 1, None),
+        cache.key(config, bundle, data, 0, context.teacher),
+    ]
+    assert len({key, *changed}) == 6
+    assert cache.load(key, SPEC) is None
+    pruned, _ = prune(bundle, config, context)
+    report = StageReport("prune", 1.0, 10, 5, 100, 50, {"ap": 0.5}, {"ap": 0.4}, {"x": [1]})
+    cache.store(key, pruned, report)
+    loaded, loaded_report = cache.load(key, SPEC)
+    assert same_weights(loaded.model, pruned.model) and loaded_report == report
+    assert [p.name for p in (tmp_path / "stages").iterdir()] == [key]  # no partial left
+    (tmp_path / "stages" / key / "model.safetensors").write_bytes(b"broken")
+    assert cache.load(key, SPEC) is None  # a damaged entry is recomputed, never trusted
+
+
 def test_pruning_keeps_protected_layers(context) -> None:
     bundle = student()
     config = PruneConfig(channel_ratio=0.5, protect=["head"], finetune={"steps": 0})
