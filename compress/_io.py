@@ -98,11 +98,18 @@ def write_json_atomic(path: Path, data: Any) -> None:
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path} is a folder; give a file name for the JSON output")
+    text = json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+        raise
