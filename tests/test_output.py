@@ -27,10 +27,12 @@ DISK_FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 def test_disk_full_inside_a_run_folder_leaves_nothing(tmp_path: Path) -> None:
     target = tmp_path / "run"
-    with pytest.raises(OutputError, match=r"cannot write .*run: No space left on device"):
-        with atomic_directory(target) as work:
-            (work / "half.bin").write_bytes(b"x")
-            raise DISK_FULL
+    with (
+        pytest.raises(OutputError, match=r"cannot write .*run: No space left on device"),
+        atomic_directory(target) as work,
+    ):
+        (work / "half.bin").write_bytes(b"x")
+        raise DISK_FULL
     assert list(tmp_path.iterdir()) == []
 
 
