@@ -109,6 +109,29 @@ def test_corrupt_or_missing_checkpoints(tmp_path: Path) -> None:
         load_bundle(tmp_path / "nothing")
 
 
+def test_checkpoints_with_nan_or_the_wrong_dtype_are_refused(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    save_bundle(Bundle.build("mobilepose", SPEC, width=0.5), tmp_path / "ckpt")
+    weights = tmp_path / "ckpt.safetensors"
+    good = load_file(str(weights))
+    bad = dict(good)
+    bad["backbone.0.0.weight"] = good["backbone.0.0.weight"].clone()
+    bad["backbone.0.0.weight"][0, 0, 0, 0] = float("nan")
+    save_file(bad, str(weights))
+    with pytest.raises(
+        ModelError, match=r"ckpt\.safetensors: tensor backbone\.0\.0\.weight holds NaN"
+    ):
+        load_bundle(tmp_path / "ckpt")
+    bad["backbone.0.0.weight"] = good["backbone.0.0.weight"].to(torch.int32)
+    save_file(bad, str(weights))
+    with pytest.raises(
+        ModelError,
+        match=r"tensor backbone\.0\.0\.weight is int32, the architecture expects float32",
+    ):
+        load_bundle(tmp_path / "ckpt")
+
+
 def test_user_model_from_module_builder(tmp_path: Path) -> None:
     spec = PoseSpec(
         name="five-points",

@@ -202,6 +202,11 @@ def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) 
             parts.append(f"shape mismatch {len(wrong)} (first: {'; '.join(wrong[:3])})")
         raise ModelError(f"{source}: weights do not fit the architecture: {'; '.join(parts)}")
     for k, v in tensors.items():
+        if v.is_floating_point() != expected[k].is_floating_point():
+            raise ModelError(
+                f"{source}: tensor {k} is {str(v.dtype).removeprefix('torch.')}, "
+                f"the architecture expects {str(expected[k].dtype).removeprefix('torch.')}"
+            )
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise ModelError(f"{source}: tensor {k} holds NaN or Inf values")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
