@@ -8,6 +8,7 @@ target supports is data, checked before any work starts.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -65,10 +66,17 @@ class ExportContext:
     options: ExportOptions = field(default_factory=ExportOptions)
 
     _operations: list[tuple[str, str]] | None = field(default=None, repr=False)
+    _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @property
     def example(self) -> torch.Tensor:
         return torch.zeros(1, 3, *self.bundle.spec.input_size)
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per key: variants of one format share their float conversion."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def operations(self) -> list[tuple[str, str]]:
         """(operation, module path) of the float network, computed once."""

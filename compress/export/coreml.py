@@ -87,8 +87,9 @@ class CoremlExporter(Exporter):
             ]
         else:
             inputs = [ct.TensorType(name=INPUT, shape=tuple(context.example.shape))]
-        try:
-            model = ct.convert(
+
+        def convert():
+            return ct.convert(
                 _program(context, variant),
                 convert_to="mlprogram",
                 minimum_deployment_target=target,
@@ -97,6 +98,16 @@ class CoremlExporter(Exporter):
                 compute_precision=ct.precision.FLOAT16,
                 skip_model_load=True,
             )
+
+        try:
+            if variant == "w8a8":
+                model = convert()
+            else:  # fp16 and the weight compressions start from one conversion
+                key = ("coreml:fp16", options.coreml_image_input, options.coreml_target)
+                base = context.memo(key, convert)
+                model = ct.models.MLModel(
+                    base.get_spec(), weights_dir=base.weights_dir, skip_model_load=True
+                )
             model = _compress(model, variant)
         except RecipeError:
             raise

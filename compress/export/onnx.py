@@ -82,6 +82,21 @@ class OnnxExporter(Exporter):
 
 
 def _export_float(context: ExportContext, variant: str, path: Path) -> None:
+    """The float graph at ``path``; exported once per context, int8 quantizes the same one."""
+    data = context.memo(
+        ("onnx:fp32", context.options.onnx_opset), lambda: _float_bytes(context, variant)
+    )
+    path.write_bytes(data)
+
+
+def _float_bytes(context: ExportContext, variant: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fp32.onnx"
+        _torch_export(context, variant, path)
+        return path.read_bytes()
+
+
+def _torch_export(context: ExportContext, variant: str, path: Path) -> None:
     model = copy.deepcopy(context.bundle.model).eval()
     batch = torch.export.Dim("batch", min=1, max=1024)
     argument = next(iter(_forward_arguments(model)), "x")

@@ -36,26 +36,31 @@ class TfliteExporter(Exporter):
     needs_quantized: ClassVar[frozenset[str]] = frozenset({"int8"})
 
     def export(self, context: ExportContext, variant: str, folder: Path) -> Artifact:
-        import litert_torch
-
         nhwc = context.options.nhwc
         if variant == "int8":
             if context.quantized is None or context.quantized.quantization is None:
                 raise RecipeError("tflite:int8 needs a quantize stage before export")
-            module = context.quantized.model
             quant_config = _pt2e_config(context.quantized.quantization.settings["quantizer"])
+            data = _convert(context, variant, context.quantized.model, quant_config)
         else:
-            module = copy.deepcopy(context.bundle.model).eval()
-            quant_config = _recipe_config(variant)
-        example = context.example
-        if nhwc:
-            module = litert_torch.to_channel_last_io(module, args=[0], outputs=[0])
-            example = example.permute(0, 2, 3, 1).contiguous()
-        try:
-            edge = litert_torch.convert(module, (example,), quant_config=quant_config)
-        except Exception as exc:  # the converter raises many types; name the failure
-            raise conversion_failed("tflite", variant, context.operations(), exc) from exc
-        data = bytes(edge.model_content())
+            # fp16 and dynamic int8 are ai-edge-quantizer recipes applied to the fp32 flatbuffer
+            # (what litert_torch.convert does with them), so the network converts once.
+            data = context.memo(
+                ("tflite:fp32", nhwc),
+                lambda: _convert(context, "fp32", copy.deepcopy(context.bundle.model).eval()),
+            )
+            if variant != "fp32":
+                from litert_torch.quantize import translate_recipe
+
+                recipe = _recipe_config(variant).generative_recipe
+                try:
+                    data = bytes(
+                        translate_recipe.quantize_model(
+                            data, translate_recipe.translate_to_ai_edge_recipe(recipe)
+                        )
+                    )
+                except Exception as exc:  # the quantizer raises many types; name the failure
+                    raise conversion_failed("tflite", variant, context.operations(), exc) from exc
         io_dtype = "float32"
         if variant == "int8":
             if context.options.int8_io:
@@ -85,6 +90,20 @@ class TfliteExporter(Exporter):
             outputs=[{**d, "layout": layout} for d in outputs],
             notes=[f"not delegated to XNNPACK: {op}" for op in undelegated_ops(path)],
         )
+
+
+def _convert(context: ExportContext, variant: str, module, quant_config=None) -> bytes:
+    import litert_torch
+
+    example = context.example
+    if context.options.nhwc:
+        module = litert_torch.to_channel_last_io(module, args=[0], outputs=[0])
+        example = example.permute(0, 2, 3, 1).contiguous()
+    try:
+        edge = litert_torch.convert(module, (example,), quant_config=quant_config)
+    except Exception as exc:  # the converter raises many types; name the failure
+        raise conversion_failed("tflite", variant, context.operations(), exc) from exc
+    return bytes(edge.model_content())
 
 
 def _shape(context: ExportContext, which: str, nhwc: bool) -> list[int]:
