@@ -68,9 +68,52 @@ def main() -> int:
                 print(f"{'':24}{note}")
         for target, error in result.failures.items():
             print(f"{target:22} FAILED {error}")
+        for a in result.artifacts:
+            if a.variant == "int8" and a.format in ("tflite", "onnx"):
+                fp32 = sizes[f"{a.format}:fp32"]
+                parts = (_tflite_parts if a.format == "tflite" else _onnx_parts)(a.path)
+                print(f"{a.target!s} bytes by kind, % of the fp32 file: " + ", ".join(
+                    f"{k} {v / fp32:.1%}" for k, v in parts.items()))  # fmt: skip
     print(f"quantize stage: {quantize_seconds:.1f} s; exporting all {len(targets)} variants: "
           f"{export_seconds:.1f} s ({args.threads} threads)")  # fmt: skip
     return 1 if result.failures else 0
+
+
+def _tflite_parts(path: Path) -> dict[str, int]:
+    """Where an int8 .tflite's bytes go: tensor data by type, quantization parameters
+    (float32 scale and int64 zero point per channel), tensor names, the rest."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = path.read_bytes()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+    types = {0: "float32 data", 2: "int32 data", 9: "int8 data"}
+    parts: dict[str, int] = {}
+    for tensor in model.subgraphs[0].tensors:
+        buffer = model.buffers[tensor.buffer].data
+        kind = types.get(tensor.type, "other data")
+        parts[kind] = parts.get(kind, 0) + (0 if buffer is None else len(buffer))
+        q = tensor.quantization
+        if q is not None and q.scale is not None:
+            zero = 0 if q.zeroPoint is None else 8 * len(q.zeroPoint)
+            parts["quant params"] = parts.get("quant params", 0) + 4 * len(q.scale) + zero
+        parts["names"] = parts.get("names", 0) + len(tensor.name or b"")
+    parts["rest"] = len(data) - sum(parts.values())
+    return parts
+
+
+def _onnx_parts(path: Path) -> dict[str, int]:
+    """Where an int8 .onnx's bytes go: initializers by dtype (float32 ones are the
+    per-channel scales), the rest (graph, names, metadata)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    parts: dict[str, int] = {}
+    for tensor in model.graph.initializer:
+        array = onnx.numpy_helper.to_array(tensor)
+        kind = f"{array.dtype} initializers"
+        parts[kind] = parts.get(kind, 0) + array.nbytes
+    parts["rest"] = path.stat().st_size - sum(parts.values())
+    return parts
 
 
 if __name__ == "__main__":

@@ -93,6 +93,8 @@ def test_onnx_runs_in_onnxruntime_with_metadata(setup, variant, tolerance) -> No
     stored = json.loads(onnx_export.read_metadata(artifact.path)[METADATA_KEY])
     assert stored["variant"] == f"onnx:{variant}"
     assert stored["output"]["activation"] == "softmax"
+    # No exporter debug traces (local file paths) in a shipped file.
+    assert str(Path(__file__).parent.parent) not in artifact.path.read_bytes().decode("latin-1")
 
 
 @pytest.mark.parametrize(
