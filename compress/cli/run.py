@@ -54,7 +54,7 @@ def _print_summary(console, out: Path | None, recipe: Path) -> None:
     rows = summary_rows(json.loads(report_file.read_text()))
     if rows:
         table = Table(title="artifacts (latency p50 at 1 thread)")
-        for column in ("artifact", "status", "size", "AP", "ΔAP", "PCK", "p50"):
+        for column in ("artifact", "status", "size", "AP", "AP drop", "PCK", "p50"):
             table.add_column(column)
         for r in rows:
             table.add_row(
@@ -62,7 +62,7 @@ def _print_summary(console, out: Path | None, recipe: Path) -> None:
                 r["status"],
                 f"{r['size_mb']:.2f} MB" if r.get("size_mb") else "-",
                 f"{r['ap']:.4f}" if r.get("ap") is not None else "-",
-                f"{r['ap_drop']:+.2f}" if r.get("ap_drop") is not None else "-",
+                f"{r['ap_drop']:.2f}" if r.get("ap_drop") is not None else "-",
                 f"{r['pck']:.4f}" if r.get("pck") is not None else "-",
                 f"{r['p50_ms']:.2f} ms" if r.get("p50_ms") is not None else "-",
             )

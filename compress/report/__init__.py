@@ -67,12 +67,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Artifacts", "",
                   f"Measured on {verification.get('device', 'this machine')}; latency is the "
                   "median of timed runs at 1 thread.", "",
-                  "| artifact | status | size | AP | ΔAP (points) | PCK | p50 | runtime |",
+                  "| artifact | status | size | AP | AP drop (points) | PCK | p50 | runtime |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
         for r in rows:
             lines.append(
                 f"| {r['target']} | {r['status']} | {_fmt(r.get('size_mb'), '{:.2f} MB')} | "
-                f"{_fmt(r.get('ap'), '{:.4f}')} | {_fmt(r.get('ap_drop'), '{:+.2f}')} | "
+                f"{_fmt(r.get('ap'), '{:.4f}')} | {_fmt(r.get('ap_drop'), '{:.2f}')} | "
                 f"{_fmt(r.get('pck'), '{:.4f}')} | {_fmt(r.get('p50_ms'), '{:.2f} ms')} | "
                 f"{r.get('runtime', '')} |"
             )
@@ -160,7 +160,7 @@ def render_html(report: dict[str, Any], overlays: str | None = None) -> str:
     table = "".join(
         f"<tr><td>{esc(r['target'])}</td><td>{esc(r['status'])}</td>"
         f"<td>{_fmt(r.get('size_mb'), '{:.2f} MB')}</td><td>{_fmt(r.get('ap'), '{:.4f}')}</td>"
-        f"<td>{_fmt(r.get('ap_drop'), '{:+.2f}')}</td><td>{_fmt(r.get('pck'), '{:.4f}')}</td>"
+        f"<td>{_fmt(r.get('ap_drop'), '{:.2f}')}</td><td>{_fmt(r.get('pck'), '{:.4f}')}</td>"
         f"<td>{_fmt(r.get('p50_ms'), '{:.2f} ms')}</td><td>{esc(r.get('runtime', ''))}</td></tr>"
         for r in rows
     )
@@ -198,7 +198,7 @@ img.wide {{ max-width: 100%; }}
 <h1>{esc(report["name"])}</h1>
 <h2>Artifacts</h2>
 <p>Measured on {device}; latency is the median at 1 thread.</p>
-<table><tr><th>artifact</th><th>status</th><th>size</th><th>AP</th><th>&Delta;AP (points)</th>
+<table><tr><th>artifact</th><th>status</th><th>size</th><th>AP</th><th>AP drop (points)</th>
 <th>PCK</th><th>p50</th><th>runtime</th></tr>{table}</table>
 {f'<h2 class="failed">Failed checks</h2><ul class="failed">{failed}</ul>' if failed else ""}
 <h2>Stages</h2>
