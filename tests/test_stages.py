@@ -228,6 +228,16 @@ def test_sensitivity_lists_every_layer_on_a_small_network(context) -> None:
     assert all(r["output_error"] >= 0 for r in rows)
 
 
+def test_auto_confirms_its_choice_on_the_converted_network(context) -> None:
+    bundle = Bundle.build("tests.user_models:tiny_pose", SPEC)
+    config = QuantizeConfig(calibration_samples=8, sensitivity_people=10, auto_max_ap_drop=0.01)
+    result, details = quantize(bundle, config, context)
+    confirmed = details["auto"]["converted"]
+    assert 1 <= len(confirmed) <= 4
+    assert confirmed[-1]["float_layers"] == details["float_layers"]
+    assert result.quantization.settings["float_layers"] == details["float_layers"]
+
+
 def test_layer_switches_measure_what_post_training_quantization_gives(context) -> None:
     # The fast path (one calibration, fake quantization switched per layer) quantizes a layer
     # as the full INT8 network does; with every layer on it is that network.

@@ -389,6 +389,9 @@ def sensitivity(
     return sorted(rows, key=lambda r: (-r["ap_drop"], -r["output_error"]))
 
 
+_AUTO_CONFIRM_STEPS = 4  # converted networks checked after the search, at most
+
+
 def _ap(model: torch.nn.Module, dataset) -> float:
     from compress.pose.metrics import evaluate
 
@@ -433,12 +436,14 @@ def quantize(bundle: Bundle, config: QuantizeConfig, context: StageContext) -> t
         ranking = sensitivity(switches, units, probe, reference, subset, float_ap, console)
         details["sensitivity"] = {"people": len(subset), "float_ap": float_ap, "layers": ranking}
         if config.auto_max_ap_drop is not None:
+            auto_order = [r["layer"] for r in ranking if not user_float(units[r["layer"]])]
+            val_float_ap = measure(bundle, context.val_set, context.eval_batch_size).ap
             auto_float, trials = _auto(
                 switches,
-                [r["layer"] for r in ranking if not user_float(units[r["layer"]])],
+                auto_order,
                 {name for name, unit in units.items() if not user_float(unit)},
                 context.val_set,
-                measure(bundle, context.val_set, context.eval_batch_size).ap,
+                val_float_ap,
                 config.auto_max_ap_drop,
                 console,
             )
@@ -455,6 +460,25 @@ def quantize(bundle: Bundle, config: QuantizeConfig, context: StageContext) -> t
         quantizer = base_quantizer(config.observer, config.per_channel, qat=True)
     else:
         converted = ptq(exported, quantizer, batches, keep)
+        if config.auto_max_ap_drop is not None:
+            # The search scores calibrated fake quantization; the converted network rounds a
+            # little differently, so confirm the budget on it, adding the next most sensitive
+            # layer while it is exceeded (a few times at most).
+            confirmed = details["auto"]["converted"] = []
+            for attempt in range(_AUTO_CONFIRM_STEPS):
+                drop = 100 * (val_float_ap - _ap(converted, context.val_set))
+                confirmed.append({"float_layers": list(auto_float), "ap_drop": drop})
+                console.print(
+                    f"auto: converted with {len(auto_float)} layer(s) in float -> AP drop "
+                    f"{drop:.2f} (budget {config.auto_max_ap_drop})"
+                )
+                last = attempt == _AUTO_CONFIRM_STEPS - 1
+                if drop <= config.auto_max_ap_drop or len(auto_float) >= len(auto_order) or last:
+                    break
+                auto_float = auto_order[: len(auto_float) + 1]
+                converted = ptq(exported, quantizer, batches, keep)
+            float_units = sorted(u.name for u in units.values() if not keep(u))
+            details["float_layers"] = float_units
     result = Bundle(
         converted,
         spec,
