@@ -237,3 +237,22 @@ def test_a_user_network_with_five_keypoints_trains_saves_reloads_and_evaluates(
     assert "right_ankle" in result.output and "left_eye" not in result.output
     result = runner.invoke(app, ["inspect", str(checkpoint), "--no-layers"])
     assert "output      (1, 5, 20, 12)" in result.output
+
+
+def test_ctrl_c_inside_a_native_library_is_still_an_interruption() -> None:
+    # Ctrl-C landing inside pydantic-core's serializer surfaces as its own error type.
+    from pydantic import BaseModel, field_serializer
+
+    from compress.cli._common import _caused_by_interrupt
+
+    class Slow(BaseModel):
+        x: int = 0
+
+        @field_serializer("x")
+        def _interrupt(self, value: int) -> int:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Exception) as caught:
+        Slow().model_dump_json()
+    assert _caused_by_interrupt(caught.value)
+    assert not _caused_by_interrupt(ValueError("an ordinary failure"))

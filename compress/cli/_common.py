@@ -23,6 +23,33 @@ def set_debug(value: bool) -> None:
     _state["debug"] = value
 
 
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C landing inside a native extension can surface as that library's own error
+    (pydantic-core reports "KeyboardInterrupt" in a serialization error, for one)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt) or (
+            type(current).__module__.startswith("pydantic_core")
+            and "KeyboardInterrupt" in str(current)
+        ):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _interrupted() -> None:
+    if _state["debug"]:
+        raise KeyboardInterrupt
+    err_console.print(
+        "[bold red]interrupted:[/] nothing half-written was kept; finished distill and "
+        "prune stages are cached, so running the same command again resumes after them",
+        highlight=False,
+    )
+    raise typer.Exit(130) from None
+
+
 def handle_errors(fn: F) -> F:
     """Turn a PocketError into a one-line message and its exit code (traceback with --debug)."""
 
@@ -38,13 +65,10 @@ def handle_errors(fn: F) -> F:
             err_console.print(f"[bold red]error:[/] {message}", highlight=False)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            if _state["debug"]:
+            _interrupted()
+        except Exception as exc:
+            if not _caused_by_interrupt(exc):
                 raise
-            err_console.print(
-                "[bold red]interrupted:[/] nothing half-written was kept; finished distill and "
-                "prune stages are cached, so running the same command again resumes after them",
-                highlight=False,
-            )
-            raise typer.Exit(130) from None
+            _interrupted()
 
     return wrapper  # type: ignore[return-value]
