@@ -474,6 +474,12 @@ def quantize(bundle: Bundle, config: QuantizeConfig, context: StageContext) -> t
                 )
                 last = attempt == _AUTO_CONFIRM_STEPS - 1
                 if drop <= config.auto_max_ap_drop or len(auto_float) >= len(auto_order) or last:
+                    if drop > config.auto_max_ap_drop:
+                        console.print(
+                            f"[yellow]warning:[/] quantize.auto_max_ap_drop "
+                            f"{config.auto_max_ap_drop} not met on the converted network "
+                            f"(AP drop {drop:.2f} with {len(auto_float)} layer(s) in float)"
+                        )
                     break
                 auto_float = auto_order[: len(auto_float) + 1]
                 converted = ptq(exported, quantizer, batches, keep)
