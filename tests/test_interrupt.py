@@ -62,39 +62,38 @@ def test_interrupted_runs_resume_and_give_identical_artifacts(
 
     out, cache = runs / "tiny", tmp_path / "c2"
     stages = cache / "stages"
+
+    def run(stop_at: str | None = None, sig: int = 0):
+        return _pocket(["run", str(recipe), "--out", str(out)], cache, stop_at, sig)
+
     # SIGKILL in the first stage: nothing cached, nothing written.
-    code, output = _pocket(["run", str(recipe), "--out", str(out)], cache,
-                           "stage 1/3: distill", signal.SIGKILL)  # fmt: skip
+    code, output = run("stage 1/3: distill", signal.SIGKILL)
     assert code == -signal.SIGKILL
     assert _leftovers(runs) == ["reference"]
     assert not stages.exists() or not [p for p in stages.iterdir() if not p.name.startswith(".")]
     # Ctrl-C in the second stage: the distill stage is cached; exit 130 with a message.
-    code, output = _pocket(["run", str(recipe), "--out", str(out)], cache,
-                           "stage 2/3: prune", signal.SIGINT)  # fmt: skip
+    code, output = run("stage 2/3: prune", signal.SIGINT)
     assert code == 130, output
     assert "interrupted: nothing half-written was kept" in output
     assert _leftovers(runs) == ["reference"]
     # SIGKILL in the quantize stage: resumes after distill, then prune is cached too.
-    code, output = _pocket(["run", str(recipe), "--out", str(out)], cache,
-                           "stage 3/3: quantize", signal.SIGKILL)  # fmt: skip
+    code, output = run("stage 3/3: quantize", signal.SIGKILL)
     assert code == -signal.SIGKILL
     assert "distill: reused the cached result" in output
     assert "prune: reused" not in output
     assert _leftovers(runs) == ["reference"]
     # Ctrl-C during export: the temporary run folder is removed.
-    code, output = _pocket(["run", str(recipe), "--out", str(out)], cache,
-                           "exported tflite:int8", signal.SIGINT)  # fmt: skip
+    code, output = run("exported tflite:int8", signal.SIGINT)
     assert code == 130, output
     assert "prune: reused the cached result" in output
     assert _leftovers(runs) == ["reference"]
     # SIGKILL during export: only a hidden temporary folder stays, never `tiny` itself.
-    code, output = _pocket(["run", str(recipe), "--out", str(out)], cache,
-                           "exported tflite:int8", signal.SIGKILL)  # fmt: skip
+    code, output = run("exported tflite:int8", signal.SIGKILL)
     assert code == -signal.SIGKILL
     left = _leftovers(runs)
     assert "tiny" not in left and any(name.startswith(".tiny.partial-") for name in left)
     # The run that completes: resumed, the dead run's folder cleared, identical artifacts.
-    code, output = _pocket(["run", str(recipe), "--out", str(out)], cache)
+    code, output = run()
     assert code == 0, output
     assert "distill: reused" in output and "prune: reused" in output
     assert _leftovers(runs) == ["reference", "tiny"]

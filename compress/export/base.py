@@ -65,7 +65,6 @@ class ExportContext:
     calibration: list[torch.Tensor] = field(default_factory=list)
     options: ExportOptions = field(default_factory=ExportOptions)
 
-    _operations: list[tuple[str, str]] | None = field(default=None, repr=False)
     _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -73,18 +72,17 @@ class ExportContext:
         return torch.zeros(1, 3, *self.bundle.spec.input_size)
 
     def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
-        """``compute()`` once per key: variants of one format share their float conversion."""
+        """``compute()`` once per key (the network's operations; the float conversion the
+        variants of one format share)."""
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]
 
     def operations(self) -> list[tuple[str, str]]:
         """(operation, module path) of the float network, computed once."""
-        if self._operations is None:
-            from compress.export.support import operations
+        from compress.export.support import operations
 
-            self._operations = operations(self.bundle.model, self.example)
-        return self._operations
+        return self.memo("operations", lambda: operations(self.bundle.model, self.example))
 
 
 class Exporter:

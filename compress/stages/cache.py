@@ -13,16 +13,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from compress import __version__
-from compress.errors import ModelError
+from compress._io import atomic_directory
+from compress.errors import ModelError, OutputError
 from compress.models.bundle import Bundle, load_bundle, save_bundle
 from compress.stages.base import StageReport
 
@@ -98,13 +96,8 @@ class StageCache:
     def store(self, key: str, bundle: Bundle, report: StageReport) -> None:
         """Best effort: a cache that cannot be written costs time, not correctness."""
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            work = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.partial-", dir=self.root))
-        except OSError:
+            with atomic_directory(self.root / key, force=True) as work:
+                save_bundle(bundle, work / "model")
+                (work / "report.json").write_text(json.dumps(dataclasses.asdict(report)) + "\n")
+        except OutputError:
             return
-        try:
-            save_bundle(bundle, work / "model")
-            (work / "report.json").write_text(json.dumps(dataclasses.asdict(report)) + "\n")
-            os.replace(work, self.root / key)
-        except OSError:
-            shutil.rmtree(work, ignore_errors=True)
