@@ -65,7 +65,7 @@ def load_datasets(
 
 
 def run_training(
-    recipe_path: Path, out: Path | None, resume: bool, console: Console
+    recipe_path: Path, out: Path | None, resume: bool, console: Console, force: bool = False
 ) -> Path | None:
     """Train as the recipe says; returns the best checkpoint's path (on rank 0)."""
     _dist.init_from_env()
@@ -81,7 +81,14 @@ def run_training(
     train_set, val_set = load_datasets(recipe, base, spec, recipe.train.seed, console)
     run_dir = out or Path("exported") / recipe.name
     _, report = train(
-        bundle, recipe.train, train_set, val_set, run_dir, resume=resume, console=console
+        bundle,
+        recipe.train,
+        train_set,
+        val_set,
+        run_dir,
+        resume=resume,
+        console=console,
+        force=force,
     )
     if _dist.is_main():
         console.print(

@@ -150,6 +150,22 @@ class ExportSection(Strict):
             raise ValueError(str(exc)) from None
         return targets
 
+    @field_validator("nhwc", "int8_io", "onnx_opset", "coreml_target", "coreml_image_input")
+    @classmethod
+    def _acts_on_a_target(cls, value: Any, info: ValidationInfo) -> Any:
+        from compress.export import options_without_target, parse_targets
+
+        targets = info.data.get("targets")  # absent when the targets themselves are wrong
+        if targets is None or value == cls.model_fields[info.field_name].default:
+            return value
+        unused = options_without_target([info.field_name], parse_targets(targets))
+        if unused:
+            raise ValueError(
+                f"acts on {unused[info.field_name]}, and export.targets has none "
+                f"({', '.join(targets)}): remove {info.field_name} or add such a target"
+            )
+        return value
+
 
 class ChecksSection(Strict):
     """Verification of every exported file in its own runtime, and the gates it must pass.
@@ -289,7 +305,8 @@ def _explain(
         else:
             value = err.get("input")
             shown = f" (got {value!r})" if not isinstance(value, dict | list) else ""
-            lines.append(f"{where}: {key}: {err['msg']}{shown}")
+            message = err["msg"].removeprefix("Value error, ")  # our own validators' words
+            lines.append(f"{where}: {key}: {message}{shown}")
     return "\n".join(lines)
 
 

@@ -56,6 +56,36 @@ def test_synth_then_ground_truth_eval(tmp_path: Path) -> None:
             ["spec", "show", "--height", "250"],
             "input_height=250 is not a multiple of heatmap_stride=4",
         ),
+        # Options that would act on nothing are refused, never dropped without a word.
+        (
+            ["export", "student", "--format", "onnx:fp32", "--image-input"],
+            "--image-input acts on coreml targets, and no --format is one",
+        ),
+        (
+            ["export", "student", "--format", "tflite:fp32", "--int8-io"],
+            "--int8-io acts on tflite:int8, and no --format is one",
+        ),
+        (
+            ["export", "student", "--format", "tflite:int8", "--opset", "17"],
+            "--opset acts on onnx targets, and no --format is one",
+        ),
+        (
+            ["export", "student", "--format", "onnx:fp32", "--data", "."],
+            "--data calibrates int8 targets and no --format needs calibration (onnx:fp32)",
+        ),
+        (
+            ["eval", "--data", ".", "--model", "student", "--width", "96"],
+            "--width sets the input of --ground-truth; --model student brings its own",
+        ),
+        (
+            ["eval", "--data", ".", "--ground-truth", "--flip-test"],
+            "--flip-test averages a network's outputs; --ground-truth has none",
+        ),
+        (
+            ["checkpoint", "student", "elsewhere", "--input-size", "64x48"],
+            "--input-size goes with --from-pickle",
+        ),
+        (["verify", "exported/x", "--limit", "3"], "--limit caps the --images parity check"),
     ],
 )
 def test_bad_input_exits_2_with_a_named_error(args: list[str], message: str) -> None:

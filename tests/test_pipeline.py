@@ -79,8 +79,7 @@ MALFORMED = [
     (
         "    channel_ratio: 0.3",
         "    channel_ratio: 0.3\n    macs_reduction: 0.4",
-        "recipe.yaml:15: stages.1: Value error, give exactly one of 'channel_ratio' or "
-        "'macs_reduction'",
+        "recipe.yaml:15: stages.1: give exactly one of 'channel_ratio' or 'macs_reduction'",
     ),
     (
         "    channel_ratio: 0.3",
@@ -101,8 +100,7 @@ MALFORMED = [
         "  teacher: {architecture: respose, arguments: {widths: [16, 16, 24, 32], "
         "head_channels: 16}}\n",
         "",
-        "recipe.yaml:9: stages: Value error, stages.0 is 'distill', which needs a "
-        "teacher: set model.teacher",
+        "recipe.yaml:9: stages: stages.0 is 'distill', which needs a teacher: set model.teacher",
     ),
     (
         "    calibration_samples: 8",
@@ -129,19 +127,18 @@ MALFORMED = [
     (
         "    keep_float: {names: [head.final]}\n",
         "  - kind: prune\n    channel_ratio: 0.2\n",
-        "recipe.yaml:10: stages: Value error, stages.2 is 'quantize' but stages.3 is 'prune': "
+        "recipe.yaml:10: stages: stages.2 is 'quantize' but stages.3 is 'prune': "
         "quantize must be the last stage",
     ),
     (
         "  student: {architecture: mobilepose, arguments: {width: 0.25, head_channels: 16}}",
         "  student: {ref: student, architecture: mobilepose}",
-        "recipe.yaml:4: model.student: Value error, give exactly one of 'ref' or 'architecture'",
+        "recipe.yaml:4: model.student: give exactly one of 'ref' or 'architecture'",
     ),
     (
         "  student: {architecture: mobilepose, arguments: {width: 0.25, head_channels: 16}}",
         "  student: {ref: student, arguments: {width: 0.5}}",
-        "recipe.yaml:4: model.student: Value error, 'arguments' and 'weights' go with "
-        "'architecture', not 'ref'",
+        "recipe.yaml:4: model.student: 'arguments' and 'weights' go with 'architecture', not 'ref'",
     ),
     (
         "  student: {architecture: mobilepose, arguments: {width: 0.25, head_channels: 16}}\n",
@@ -156,14 +153,28 @@ MALFORMED = [
     (
         "    keep_float: {names: [head.final]}\n",
         "    keep_float: {names: [head.final]}\nexport:\n  targets: [tflite:int9]\n",
-        "recipe.yaml:22: export.targets: Value error, export target 'tflite:int9': tflite "
+        "recipe.yaml:22: export.targets: export target 'tflite:int9': tflite "
         "variants are tflite:fp32, tflite:fp16, tflite:dynamic_int8, tflite:int8; did you mean "
         "'tflite:int8'?",
     ),
     (
         "  - kind: quantize\n    calibration_samples: 8\n    keep_float: {names: [head.final]}\n",
         "export:\n  targets: [coreml:w8a8]\n",
-        "recipe.yaml:18: export: Value error, coreml:w8a8 needs a quantize stage among the stages",
+        "recipe.yaml:18: export: coreml:w8a8 needs a quantize stage among the stages",
+    ),
+    (
+        "    keep_float: {names: [head.final]}\n",
+        "    keep_float: {names: [head.final]}\nexport:\n  targets: [onnx:fp32, tflite:fp32]\n"
+        "  int8_io: true\n",
+        "recipe.yaml:23: export.int8_io: acts on tflite:int8, and export.targets has none "
+        "(onnx:fp32, tflite:fp32): remove int8_io or add such a target (got True)",
+    ),
+    (
+        "    keep_float: {names: [head.final]}\n",
+        "    keep_float: {names: [head.final]}\nexport:\n  targets: [onnx:fp32]\n"
+        "  nhwc: false\n  coreml_target: iOS18\n",
+        "recipe.yaml:24: export.coreml_target: acts on coreml targets, and export.targets has "
+        "none (onnx:fp32)",  # nhwc: false is the default, harmless without a tflite target
     ),
     (
         "    finetune: {steps: 1, batch_size: 8, workers: 0}",
@@ -352,13 +363,12 @@ def test_a_checkpoint_ref_in_shorthand_brings_its_own_spec(write, tmp_path: Path
         (
             "  - kind: quantize",
             "  - kind: quantize\n  - kind: quantize",
-            "stages: Value error, one quantize stage at most, got 2: stages.2, stages.3",
+            "stages: one quantize stage at most, got 2: stages.2, stages.3",
         ),
         (
             "    calibration_samples: 8",
             "    calibration_samples: 8\n    qat: {features: [{student: a, teacher: b}]}",
-            "stages.2.qat: Value error, feature distillation is not available for "
-            "quantization-aware training",
+            "stages.2.qat: feature distillation is not available for quantization-aware training",
         ),
     ],
 )

@@ -63,7 +63,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         (
             "  synthetic: {train: 4, val: 4, seed: 0}",
             "  synthetic: {train: 4, val: 4, seed: 0}\n  coco: {root: /data}",
-            "recipe.yaml:8: data: Value error, give exactly one of 'synthetic' or 'coco'",
+            "recipe.yaml:8: data: give exactly one of 'synthetic' or 'coco'",
         ),
         (
             "train:\n  epochs: 1\n",

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from compress.data.coco import AugmentConfig, CocoPoseDataset
-from compress.errors import ModelError
+from compress.errors import ModelError, OutputError
 from compress.models import Bundle, load_bundle
 from compress.pose.spec import coco17
 from compress.stages.train import TrainConfig, lr_factor, train
@@ -64,6 +64,9 @@ def test_training_steps_write_checkpoints_and_resume(tmp_path: Path, datasets) -
     assert best.provenance["trained"]["epoch"] in (1, 2)
     assert best.provenance["note"] == "from the caller"  # kept, not replaced
 
+    # A run killed between logging epoch 2 and saving its state logged that epoch twice.
+    with (tmp_path / "run" / "metrics.jsonl").open("a") as handle:
+        handle.write(json.dumps({"epoch": 3, "loss": 1.0}) + "\n")
     longer = TrainConfig(epochs=3, batch_size=8, workers=0, warmup_steps=1)
     _, resumed = train(bundle, longer, train_set, val_set, tmp_path / "run")
     log = [
@@ -79,6 +82,37 @@ def test_resume_refuses_another_architecture(tmp_path: Path, datasets) -> None:
     train(Bundle.build("tests.user_models:tiny_pose", SPEC), config, train_set, val_set, tmp_path)
     with pytest.raises(ModelError, match=r"resume state is for 'tests\.user_models:tiny_pose'"):
         train(Bundle.build("mobilepose", SPEC, width=0.25), config, train_set, val_set, tmp_path)
+
+
+def test_a_run_folder_is_resumed_only_by_the_same_training(tmp_path: Path, datasets) -> None:
+    train_set, val_set = datasets
+    bundle = Bundle.build("tests.user_models:tiny_pose", SPEC)
+    config = TrainConfig(epochs=1, batch_size=8, workers=0, max_steps=2)
+    run = tmp_path / "run"
+    train(bundle, config, train_set, val_set, run)
+    other = config.model_copy(update={"learning_rate": 1e-4})
+    with pytest.raises(
+        OutputError, match=r"run/last\.json: the run in this folder trained another config;"
+    ):
+        train(bundle, other, train_set, val_set, run)
+    with pytest.raises(OutputError, match=r"run: is not empty \(--no-resume\); pass --force"):
+        train(bundle, config, train_set, val_set, run, resume=False)
+    before = (run / "last.json").read_text()
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(
+        OutputError, match=r"--force removes a training run's files only.*notes\.txt"
+    ):
+        train(bundle, other, train_set, val_set, run, force=True)
+    assert (run / "last.json").read_text() == before  # nothing touched
+    (run / "notes.txt").unlink()
+    train(bundle, other, train_set, val_set, run, force=True)  # starts over
+    meta = json.loads((run / "last.json").read_text())["meta"]
+    assert meta["history"][0]["lr"] <= 1e-4
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1  # the new run's only
+    (tmp_path / "stray").mkdir()
+    (tmp_path / "stray" / "a.txt").write_text("x")
+    with pytest.raises(OutputError, match=r"stray: has no resumable state \(last\.json\)"):
+        train(bundle, config, train_set, val_set, tmp_path / "stray")
 
 
 def test_nan_loss_stops_with_the_step_named(tmp_path: Path, datasets) -> None:

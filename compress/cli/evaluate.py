@@ -49,8 +49,12 @@ def eval_command(
         BadSample,
         typer.Option(help="A person that cannot be used: stop with the list, or leave it out."),
     ] = BadSample.error,
-    height: Annotated[int, typer.Option(min=8, help="Input height for --ground-truth.")] = 256,
-    width: Annotated[int, typer.Option(min=8, help="Input width for --ground-truth.")] = 192,
+    height: Annotated[
+        int | None, typer.Option(min=8, help="Input height for --ground-truth [default: 256].")
+    ] = None,
+    width: Annotated[
+        int | None, typer.Option(min=8, help="Input width for --ground-truth [default: 192].")
+    ] = None,
 ) -> None:
     """Print OKS-AP/AR, PCK, PDJ, PCP and a per-joint table; optionally write JSON."""
     import torch
@@ -62,9 +66,16 @@ def eval_command(
 
     if (model is None) == (not ground_truth):
         raise RecipeError("give exactly one of --model or --ground-truth")
+    if model is not None and (height or width):
+        raise RecipeError(
+            f"{'--height' if height else '--width'} sets the input of --ground-truth; "
+            f"--model {model} brings its own input size"
+        )
+    if ground_truth and flip_test:
+        raise RecipeError("--flip-test averages a network's outputs; --ground-truth has none")
     if model is None:
         dataset = CocoPoseDataset.from_folder(
-            data, split, coco17(height, width), on_bad_sample=on_bad_sample.value
+            data, split, coco17(height or 256, width or 192), on_bad_sample=on_bad_sample.value
         )
         metrics = evaluate_ground_truth(dataset, batch_size=batch_size)
         source = "ground truth through encode-decode"

@@ -27,11 +27,15 @@ def export_command(
         Path | None,
         typer.Option(help="COCO folder whose train split calibrates int8 targets."),
     ] = None,
-    calibration: Annotated[int, typer.Option(help="Calibration images for int8.")] = 256,
+    calibration: Annotated[
+        int | None, typer.Option(min=1, help="Calibration images for int8 [default: 256].")
+    ] = None,
     nhwc: Annotated[bool, typer.Option(help="TFLite: NHWC input and output.")] = False,
     int8_io: Annotated[bool, typer.Option(help="TFLite int8: int8 input and output.")] = False,
-    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
-    coreml_target: Annotated[str, typer.Option(help="Core ML deployment target.")] = "iOS17",
+    opset: Annotated[int | None, typer.Option(help="ONNX opset [default: 18].")] = None,
+    coreml_target: Annotated[
+        str | None, typer.Option(help="Core ML deployment target [default: iOS17].")
+    ] = None,
     image_input: Annotated[
         bool, typer.Option(help="Core ML: image input, normalisation inside the model.")
     ] = False,
@@ -42,7 +46,13 @@ def export_command(
     from compress._io import atomic_directory, refuse_existing
     from compress.data.coco import AugmentConfig, CocoPoseDataset
     from compress.errors import CheckFailed, RecipeError
-    from compress.export import ExportContext, ExportOptions, exporter, parse_targets
+    from compress.export import (
+        ExportContext,
+        ExportOptions,
+        exporter,
+        options_without_target,
+        parse_targets,
+    )
     from compress.export.metadata import pose_metadata
     from compress.export.run import export_targets, write_manifest
     from compress.models.zoo import resolve_model
@@ -51,13 +61,30 @@ def export_command(
     from compress.stages.quantize import calibration_batches, quantize
 
     targets = parse_targets(formats)  # every name checked before any work
+    flags = {"nhwc": "--nhwc", "int8_io": "--int8-io", "onnx_opset": "--opset",
+             "coreml_target": "--coreml-target", "coreml_image_input": "--image-input"}  # fmt: skip
+    values = (nhwc, int8_io, opset, coreml_target, image_input)
+    given = [name for name, value in zip(flags, values, strict=True) if value not in (None, False)]
+    if unused := options_without_target(given, targets):
+        name, scope = next(iter(unused.items()))
+        raise RecipeError(
+            f"{flags[name]} acts on {scope}, and no --format is one: "
+            f"drop {flags[name]} or add such a target"
+        )
     bundle = resolve_model(model)
     name = Path(model).stem if model.endswith((".json", ".safetensors")) else Path(model).name
     out = out or Path("exported") / f"{name}-export"
     refuse_existing(out, force)
     quantized, batches = None, []
     int8 = [t for t in targets if t.variant in type(exporter(t.format)).needs_quantized]
-    if int8 or any(str(t) == "onnx:int8" for t in targets):
+    calibrated = int8 or any(str(t) == "onnx:int8" for t in targets)
+    if not calibrated and (data is not None or calibration is not None):
+        raise RecipeError(
+            f"{'--data' if data is not None else '--calibration'} calibrates int8 targets "
+            f"and no --format needs calibration ({', '.join(map(str, targets))})"
+        )
+    calibration = calibration or 256
+    if calibrated:
         if data is None:
             raise RecipeError(
                 f"{', '.join(str(t) for t in int8) or 'onnx:int8'} need calibration images: "
@@ -74,8 +101,8 @@ def export_command(
     options = ExportOptions(
         nhwc=nhwc,
         int8_io=int8_io,
-        onnx_opset=opset,
-        coreml_target=coreml_target,
+        onnx_opset=opset or 18,
+        coreml_target=coreml_target or "iOS17",
         coreml_image_input=image_input,
     )
     context = ExportContext(bundle, pose_metadata(bundle, name), quantized, batches, options)

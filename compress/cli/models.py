@@ -65,13 +65,17 @@ def train_command(
         Path | None, typer.Option(help="Run folder (default: exported/<recipe name>).")
     ] = None,
     resume: Annotated[
-        bool, typer.Option(help="Continue from the run folder's last state if there is one.")
+        bool,
+        typer.Option(help="Continue the same training from the run folder's last state."),
     ] = True,
+    force: Annotated[
+        bool, typer.Option(help="Start over in a run folder that holds another run's files.")
+    ] = False,
 ) -> None:
     """Train a pose network from a recipe; works unchanged under torchrun."""
     from compress.pipeline import run_training
 
-    result = run_training(recipe, out=out, resume=resume, console=console)
+    result = run_training(recipe, out=out, resume=resume, console=console, force=force)
     if result is not None:
         console.print(f"best checkpoint: {result}")
 
@@ -96,8 +100,9 @@ def convert_checkpoint_command(
         str | None, typer.Option(help="With --from-pickle: a registered name or module:builder.")
     ] = None,
     input_size: Annotated[
-        str, typer.Option(help="With --from-pickle: HxW of the COCO-17 PoseSpec.")
-    ] = "160x128",
+        str | None,
+        typer.Option(help="With --from-pickle: HxW of the COCO-17 PoseSpec [default: 160x128]."),
+    ] = None,
 ) -> None:
     """Re-save a checkpoint, e.g. with fp16 storage (loading always gives float32 weights), or
     import the weights of a PyTorch pickle once, safely."""
@@ -120,13 +125,14 @@ def convert_checkpoint_command(
         if architecture is None:
             raise RecipeError("--from-pickle needs --architecture (what the weights belong to)")
         try:
-            h, w = (int(v) for v in input_size.lower().split("x"))
+            h, w = (int(v) for v in (input_size or "160x128").lower().split("x"))
         except ValueError:
             raise RecipeError(f"--input-size: expected HxW, got {input_size!r}") from None
         bundle = Bundle.build(architecture, coco17(h, w))
         load_state(bundle.model, read_pickled_weights(source), str(source))
-    elif architecture is not None:
-        raise RecipeError("--architecture goes with --from-pickle")
+    elif architecture is not None or input_size is not None:
+        flag = "--architecture" if architecture is not None else "--input-size"
+        raise RecipeError(f"{flag} goes with --from-pickle (a pocket checkpoint brings its own)")
     else:
         bundle = load_bundle(source)
     weights, config = save_bundle(bundle, target, dtype=dtypes[dtype])

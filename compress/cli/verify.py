@@ -17,7 +17,9 @@ def verify_command(
         Path | None,
         typer.Option(help="A folder of unlabeled images: parity of every artifact on them."),
     ] = None,
-    limit: Annotated[int, typer.Option(help="At most this many images.")] = 256,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="With --images: at most this many [default: 256].")
+    ] = None,
 ) -> None:
     """Re-check a run folder: files unchanged (sha256), then metrics and the recipe's gates
     again in each runtime, or parity against the float model on your own images."""
@@ -25,7 +27,7 @@ def verify_command(
 
     from rich.table import Table
 
-    from compress.errors import OutputError
+    from compress.errors import OutputError, RecipeError
     from compress.models.bundle import load_bundle
     from compress.verify.recheck import (
         check_hashes,
@@ -35,13 +37,15 @@ def verify_command(
         read_manifest,
     )
 
+    if limit is not None and images is None:
+        raise RecipeError("--limit caps the --images parity check; give --images or drop --limit")
     manifest = read_manifest(run)
     fail_if(check_hashes(run, manifest), f"{run}")
     console.print(
         f"{run}: {len(manifest.get('artifacts', []))} file(s), hashes match", soft_wrap=True
     )
     if images is not None:
-        batch = load_images(images, load_bundle(run / "float").spec, limit)
+        batch = load_images(images, load_bundle(run / "float").spec, limit or 256)
         table = Table(title=f"parity on {len(batch)} image(s) from {images}")
         for column in ("artifact", "keypoint OKS", "mean shift px", "rel. L2", "worst joints"):
             table.add_column(column)

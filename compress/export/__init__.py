@@ -11,7 +11,14 @@ import difflib
 from collections.abc import Iterable
 
 from compress.errors import RecipeError
-from compress.export.base import Artifact, ExportContext, Exporter, ExportOptions, Target
+from compress.export.base import (
+    Artifact,
+    ExportContext,
+    Exporter,
+    ExportOptions,
+    Target,
+    options_without_target,
+)
 
 _REGISTRY: dict[str, type[Exporter]] = {}
 
@@ -23,6 +30,7 @@ __all__ = [
     "Target",
     "exporter",
     "formats",
+    "options_without_target",
     "parse_targets",
     "register_exporter",
 ]

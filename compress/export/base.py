@@ -8,7 +8,7 @@ target supports is data, checked before any work starts.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -52,6 +52,29 @@ class ExportOptions:
     onnx_opset: int = 18
     coreml_target: str = "iOS17"
     coreml_image_input: bool = False  # Core ML: ImageType input with the spec's normalisation
+
+
+# The targets each option acts on: a format, and its one variant (None: all of them).
+OPTION_SCOPE: dict[str, tuple[str, str | None]] = {
+    "nhwc": ("tflite", None),
+    "int8_io": ("tflite", "int8"),
+    "onnx_opset": ("onnx", None),
+    "coreml_target": ("coreml", None),
+    "coreml_image_input": ("coreml", None),
+}
+
+
+def options_without_target(names: Iterable[str], targets: Iterable[Target]) -> dict[str, str]:
+    """Of the options a user set, those that act on none of ``targets``, each with the
+    targets it would act on (``"tflite:int8"``, ``"coreml targets"``): a choice that would
+    otherwise be dropped without a word."""
+    targets = list(targets)
+    unused = {}
+    for name in names:
+        fmt, variant = OPTION_SCOPE[name]
+        if not any(t.format == fmt and variant in (None, t.variant) for t in targets):
+            unused[name] = f"{fmt} targets" if variant is None else f"{fmt}:{variant}"
+    return unused
 
 
 @dataclass

@@ -8,8 +8,11 @@ writes files or prints.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import re
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
 from compress import _dist
-from compress.errors import DataError, ModelError, RecipeError
+from compress.errors import DataError, ModelError, OutputError, RecipeError
 from compress.models.bundle import Bundle, save_bundle
 from compress.models.inspect import count_macs, count_params
 from compress.pose.metrics import PoseMetrics, evaluate
@@ -59,6 +62,74 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# A resumed run must be the training that wrote its state. Its length may grow (a schedule
+# recomputed for the new length), and workers or eval_every change no weights.
+_NOT_IDENTITY = {"epochs", "max_steps", "eval_every", "workers"}
+# What a training run writes into its folder (temporary names included).
+_RUN_FILE = re.compile(r"(best|last)(\.tmp)?\.(safetensors|json)|metrics\.jsonl(\.tmp)?")
+
+
+def run_identity(bundle: Bundle, config: TrainConfig, train_set, val_set) -> dict[str, str]:
+    """Short digests of what defines a training run: the starting network (architecture,
+    arguments, initial weights), the config but its length, and the data."""
+    from compress.stages.cache import network_digest
+
+    def data(dataset) -> Any:
+        split = getattr(dataset, "split", None)
+        if split is None:
+            return len(dataset)
+        return hashlib.sha256(Path(split.annotation_file).read_bytes()).hexdigest()
+
+    parts = {
+        "network": network_digest(bundle),
+        "config": config.model_dump(mode="json", exclude=_NOT_IDENTITY),
+        "data": [data(train_set), data(val_set)],
+    }
+    return {
+        key: hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+        for key, value in parts.items()
+    }
+
+
+def _open_run_dir(
+    run_dir: Path, bundle: Bundle, identity: dict[str, str], resume: bool, force: bool
+) -> dict[str, Any] | None:
+    """Decide, identically on every rank, whether ``run_dir`` resumes (its state's meta is
+    returned), starts fresh, or is refused: files of another run are never mixed with ours."""
+    last = run_dir / "last"
+    if resume and Path(f"{last}.json").exists() and not force:
+        meta = read_training_meta(last)
+        if meta.get("architecture") != bundle.architecture:
+            raise ModelError(
+                f"{last}.json: resume state is for {meta.get('architecture')!r}, "
+                f"not {bundle.architecture!r}; use a new run folder or --force"
+            )
+        changed = [k for k, v in identity.items() if meta.get("identity", {}).get(k) != v]
+        if changed:
+            raise OutputError(
+                f"{last}.json: the run in this folder trained another {' and '.join(changed)}; "
+                "it resumes only the same training: pass --force to start over (its files "
+                "are removed) or --out for another folder"
+            )
+        return meta
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return None
+    if not force:
+        why = "has no resumable state (last.json)" if resume else "is not empty (--no-resume)"
+        raise OutputError(
+            f"{run_dir}: {why}; pass --force to start over (its files are removed) or --out "
+            "for another folder"
+        )
+    foreign = sorted(p.name for p in run_dir.iterdir() if not _RUN_FILE.fullmatch(p.name))
+    if foreign:
+        raise OutputError(
+            f"{run_dir}: --force removes a training run's files only, and this folder also "
+            f"holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}: "
+            "choose another --out"
+        )
+    return None
+
+
 def _summary(m: PoseMetrics) -> dict[str, float]:
     return {"ap": m.ap, "ap50": m.ap50, "ar": m.ar, "pck": m.pck}
 
@@ -71,13 +142,15 @@ def train(
     run_dir: Path,
     resume: bool = True,
     console: Console | None = None,
+    force: bool = False,
     loss_fn: Callable[[torch.Tensor, dict], torch.Tensor] | None = None,
 ) -> tuple[Bundle, StageReport]:
     """Train a copy of ``bundle``; returns the best-validating weights and a report.
 
     ``run_dir`` receives ``best.{safetensors,json}``, ``last.{safetensors,json}`` (resume
-    state) and ``metrics.jsonl`` (one line per epoch). ``loss_fn(output, batch)`` replaces the
-    configured loss (distillation uses this).
+    state) and ``metrics.jsonl`` (one line per epoch). A folder holding the same training
+    resumes after its last finished epoch; one holding anything else is refused unless
+    ``force``, which empties it first. ``loss_fn(output, batch)`` replaces the configured loss.
     """
     console = console or Console()
     activation = str(bundle.spec.heatmap_activation)
@@ -100,8 +173,14 @@ def train(
     params_before, macs_before = count_params(model), count_macs(model, bundle.spec)
     model.to(where)
     run_dir = Path(run_dir)
+    identity = run_identity(bundle, config, train_set, val_set)
+    resumed = _open_run_dir(run_dir, bundle, identity, resume, force)
+    _dist.barrier()  # every rank has decided before rank 0 touches the folder
     if main:
+        if resumed is None and run_dir.is_dir():
+            shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+    _dist.barrier()
 
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -130,18 +209,20 @@ def train(
 
     start_epoch, step, best_ap, history = 0, 0, -1.0, []
     last_state = run_dir / "last"
-    if resume and Path(f"{last_state}.json").exists():
-        meta = read_training_meta(last_state)
-        if meta.get("architecture") != bundle.architecture:
-            raise ModelError(
-                f"{last_state}.json: resume state is for {meta.get('architecture')!r}, "
-                f"not {bundle.architecture!r}; use a new run folder or --no-resume"
-            )
+    if resumed is not None:
         meta = load_training_state(last_state, model, optimizer)
         start_epoch, step, best_ap = meta["epoch"], meta["step"], meta["best_ap"]
         history = meta.get("history", [])
         if main:
+            # The log is the state's history: an epoch logged after the last saved state
+            # (a run killed between the two writes) is not counted twice.
+            _write_metrics(run_dir, history)
             console.print(f"resuming {run_dir} after epoch {start_epoch} (step {step})")
+            if meta.get("total_steps", total_steps) != total_steps:
+                console.print(
+                    f"note: the run now lasts {total_steps} steps, not "
+                    f"{meta['total_steps']}; the learning-rate schedule follows the new length"
+                )
 
     ddp_model = (
         torch.nn.parallel.DistributedDataParallel(
@@ -222,6 +303,8 @@ def train(
                     "step": step,
                     "best_ap": best_ap,
                     "architecture": bundle.architecture,
+                    "identity": identity,
+                    "total_steps": total_steps,
                     "history": history,
                 }
                 save_training_state(last_state, model, optimizer, meta)
@@ -251,3 +334,9 @@ def train(
         details={"best_ap": best_ap, "epochs": len(history), "steps": step},
     )
     return result, report
+
+
+def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    tmp = run_dir / "metrics.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(record) + "\n" for record in history))
+    tmp.replace(run_dir / "metrics.jsonl")
