@@ -109,6 +109,11 @@ def test_a_run_folder_is_resumed_only_by_the_same_training(tmp_path: Path, datas
     meta = json.loads((run / "last.json").read_text())["meta"]
     assert meta["history"][0]["lr"] <= 1e-4
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1  # the new run's only
+    state = json.loads((run / "last.json").read_text())
+    del state["meta"]["identity"]  # as an earlier pocket wrote it
+    (run / "last.json").write_text(json.dumps(state))
+    with pytest.raises(OutputError, match=r"did not record what it trained"):
+        train(bundle, other, train_set, val_set, run)
     (tmp_path / "stray").mkdir()
     (tmp_path / "stray" / "a.txt").write_text("x")
     with pytest.raises(OutputError, match=r"stray: has no resumable state \(last\.json\)"):

@@ -104,7 +104,12 @@ def _open_run_dir(
                 f"{last}.json: resume state is for {meta.get('architecture')!r}, "
                 f"not {bundle.architecture!r}; use a new run folder or --force"
             )
-        changed = [k for k, v in identity.items() if meta.get("identity", {}).get(k) != v]
+        if "identity" not in meta:
+            raise OutputError(
+                f"{last}.json: written by an earlier pocket that did not record what it "
+                "trained, so it cannot be resumed safely: pass --force to start over"
+            )
+        changed = [k for k, v in identity.items() if meta["identity"].get(k) != v]
         if changed:
             raise OutputError(
                 f"{last}.json: the run in this folder trained another {' and '.join(changed)}; "
