@@ -25,7 +25,7 @@ class BadSample(enum.StrEnum):
 def eval_command(
     data: Annotated[Path, typer.Option(help="COCO-format dataset folder.")],
     split: Annotated[
-        str, typer.Option(help="Split name (annotations/person_keypoints_<split>.json).")
+        str, typer.Option(help="Split name: annotations/person_keypoints_SPLIT.json.")
     ] = "val",
     model: Annotated[
         str | None,

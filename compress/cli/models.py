@@ -62,7 +62,7 @@ def train_command(
         Path, typer.Argument(help="A training recipe (recipes/student.yaml, recipes/teacher.yaml).")
     ],
     out: Annotated[
-        Path | None, typer.Option(help="Run folder (default: exported/<recipe name>).")
+        Path | None, typer.Option(help="Run folder (default: exported/NAME, the recipe name).")
     ] = None,
     resume: Annotated[
         bool,
@@ -104,8 +104,10 @@ def convert_checkpoint_command(
         typer.Option(help="With --from-pickle: HxW of the COCO-17 PoseSpec [default: 160x128]."),
     ] = None,
 ) -> None:
-    """Re-save a checkpoint, e.g. with fp16 storage (loading always gives float32 weights), or
-    import the weights of a PyTorch pickle once, safely."""
+    """Re-save a checkpoint (e.g. fp16 storage), or import a PyTorch pickle's weights safely.
+
+    Loading always gives float32 weights; a pickle is read once, with weights_only=True.
+    """
     import torch
 
     from compress.errors import RecipeError

@@ -18,7 +18,7 @@ app = typer.Typer(help="Validate and show recipes.", no_args_is_help=True)
 def run_command(
     recipe: RecipeArg,
     out: Annotated[
-        Path | None, typer.Option(help="Run folder (default: exported/<recipe name>).")
+        Path | None, typer.Option(help="Run folder (default: exported/NAME, the recipe name).")
     ] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
     cache: Annotated[

@@ -21,8 +21,11 @@ def verify_command(
         int | None, typer.Option(min=1, help="With --images: at most this many [default: 256].")
     ] = None,
 ) -> None:
-    """Re-check a run folder: files unchanged (sha256), then metrics and the recipe's gates
-    again in each runtime, or parity against the float model on your own images."""
+    """Re-check a run folder: hashes, then metrics and gates, or parity on your own images.
+
+    Files must be unchanged (sha256); then every artifact is scored again in its runtime
+    against the recipe's gates, or, with --images, compared with the float model.
+    """
     import json
 
     from rich.table import Table
