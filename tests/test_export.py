@@ -62,6 +62,29 @@ def test_targets_are_checked_by_name() -> None:
         parse_targets(["onnx:fp32", "onnx:fp32"])
 
 
+class _Upsamplings(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.up = torch.nn.Upsample(scale_factor=2, mode="nearest")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.up(self.conv(x))
+        z = torch.nn.functional.interpolate(y, scale_factor=2.0)  # a user's own call
+        return z + torch.nn.functional.interpolate(self.conv(x), scale_factor=4.0)
+
+
+def test_nearest_upsampling_becomes_concatenations_with_the_same_numbers() -> None:
+    model, x = _Upsamplings().eval(), torch.randn(2, 3, 6, 5)
+    rewritten = tflite_export.concat_upsampling(model, x)
+    targets = [str(n.target) for n in rewritten.graph.nodes if n.op == "call_function"]
+    assert targets.count("aten.upsample_nearest2d.vec") == 1  # the 4x one stays a resize
+    assert targets.count("aten.cat.default") == 4
+    assert torch.equal(rewritten(x), model(x))
+    plain = torch.nn.Conv2d(3, 3, 1)
+    assert tflite_export.concat_upsampling(plain, x) is plain  # nothing to rewrite
+
+
 @pytest.mark.parametrize(
     ("variant", "nhwc", "tolerance"),
     [("fp32", False, 1e-4), ("fp32", True, 1e-4), ("int8", False, 0.05), ("int8", True, 0.05)],
@@ -81,6 +104,8 @@ def test_tflite_runs_in_litert_with_metadata(setup, variant, nhwc, tolerance) ->
     assert stored["input"]["dtype"] == "float32"  # int8 files get float input/output
     assert artifact.inputs[0]["dtype"] == "float32"
     assert artifact.bytes == artifact.path.stat().st_size and len(artifact.sha256) == 64
+    # Nearest upsampling goes in as concatenations: XNNPACK takes every operation.
+    assert artifact.notes == [], artifact.notes
 
 
 @pytest.mark.parametrize(("variant", "tolerance"), [("fp32", 1e-4), ("int8", 0.05)])

@@ -7,8 +7,9 @@ output are float (QUANTIZE/DEQUANTIZE added at the edges) unless ``int8_io``.
 ``nhwc`` gives NHWC input and output without TRANSPOSE operations.
 
 The pose metadata goes into the model's own metadata table (key ``pocket_pose``), readable with
-the flatbuffer schema that ships with LiteRT. After export, the operations XNNPACK does not
-take are listed on the artifact.
+the flatbuffer schema that ships with LiteRT. Nearest 2x upsampling is converted as
+concatenations, which XNNPACK takes (``concat_upsampling``). After export, the operations
+XNNPACK does not take are listed on the artifact.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 from typing import ClassVar
+
+import torch
 
 from compress.errors import RecipeError
 from compress.export import register_exporter
@@ -96,14 +99,65 @@ def _convert(context: ExportContext, variant: str, module, quant_config=None) ->
     import litert_torch
 
     example = context.example
-    if context.options.nhwc:
-        module = litert_torch.to_channel_last_io(module, args=[0], outputs=[0])
-        example = example.permute(0, 2, 3, 1).contiguous()
     try:
+        module = concat_upsampling(module, example)
+        if context.options.nhwc:
+            module = litert_torch.to_channel_last_io(module, args=[0], outputs=[0])
+            example = example.permute(0, 2, 3, 1).contiguous()
         edge = litert_torch.convert(module, (example,), quant_config=quant_config)
     except Exception as exc:  # the converter raises many types; name the failure
         raise conversion_failed("tflite", variant, context.operations(), exc) from exc
     return bytes(edge.model_content())
+
+
+def concat_upsampling(module: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
+    """``module`` with every nearest 2x upsampling written as concatenations: the same
+    numbers, in operations LiteRT's CPU accelerator takes.
+
+    XNNPACK has no nearest resize, so RESIZE_NEAREST_NEIGHBOR runs on LiteRT's plain kernel
+    and cuts the accelerated graph in pieces. In channels-last order, doubling the width is a
+    CONCATENATION of a tensor with itself along channels plus a RESHAPE, and the same again
+    for the height; the converter keeps the tensor's quantization through both, so XNNPACK
+    runs them in float and in int8 alike. The rewrite works on the exported graph, so it finds
+    ``F.interpolate`` in a user's forward too, and works on the PT2E-quantized network. Core
+    ML and ONNX keep their own resize operation. ``module`` itself comes back, untouched,
+    when it has no such upsampling.
+    """
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    aten = torch.ops.aten
+    if isinstance(module, torch.fx.GraphModule):
+        graph_module = copy.deepcopy(module)
+    else:
+        graph_module = torch.export.export(module, (example,), strict=False).module()
+    ShapeProp(graph_module).propagate(example)
+    graph = graph_module.graph
+    upsamplings = [
+        (node, node.args[0].meta["tensor_meta"].shape)  # shapes read before any rewrite
+        for node in graph.nodes
+        if node.op == "call_function"
+        and node.target in (aten.upsample_nearest2d.vec, aten.upsample_nearest2d.default)
+    ]
+    rewritten = 0
+    for node, (_, c, h, w) in upsamplings:
+        if tuple(node.meta["tensor_meta"].shape[2:]) != (2 * h, 2 * w):
+            continue  # another factor: stays a resize
+        source = node.args[0]
+        with graph.inserting_before(node):
+            y = graph.call_function(aten.permute.default, (source, [0, 2, 3, 1]))
+            y = graph.call_function(aten.cat.default, ([y, y], 3))  # each pixel twice along W
+            y = graph.call_function(aten.reshape.default, (y, [-1, h, 2 * w, c]))
+            y = graph.call_function(aten.cat.default, ([y, y], 2))  # each row twice along H
+            y = graph.call_function(aten.reshape.default, (y, [-1, 2 * h, 2 * w, c]))
+            y = graph.call_function(aten.permute.default, (y, [0, 3, 1, 2]))
+        node.replace_all_uses_with(y)
+        graph.erase_node(node)
+        rewritten += 1
+    if not rewritten:
+        return module
+    graph.lint()
+    graph_module.recompile()
+    return graph_module
 
 
 def _shape(context: ExportContext, which: str, nhwc: bool) -> list[int]:
