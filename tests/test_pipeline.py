@@ -331,6 +331,12 @@ def test_shipped_compression_recipes_load(name: str) -> None:
     recipe = load_recipe(REPO / "recipes" / f"{name}.yaml", Recipe)
     assert recipe.name == name
     assert [s.kind for s in recipe.stages] == ["distill", "prune", "quantize"]
+    # The shorthand `student: student` names the shipped network, which brings its own spec.
+    from compress.pipeline import load_network
+
+    assert (recipe.model.student.ref, recipe.model.teacher.ref) == ("student", "teacher")
+    student = load_network(recipe.model.student, REPO / "recipes", None, "model.student")
+    assert student.architecture == "mobilepose" and student.spec.input_size == (160, 128)
 
 
 def test_a_checkpoint_ref_in_shorthand_brings_its_own_spec(write, tmp_path: Path) -> None:
