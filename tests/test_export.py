@@ -108,6 +108,19 @@ def test_tflite_runs_in_litert_with_metadata(setup, variant, nhwc, tolerance) ->
     assert artifact.notes == [], artifact.notes
 
 
+def test_tflite_int8_stores_each_quantization_vector_once(setup) -> None:
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    bundle, quantized, calibration, images, _, out = setup
+    context = ExportContext(bundle, pose_metadata(bundle, "tiny"), quantized, calibration)
+    artifact = exporter("tflite").export(context, "int8", out)
+    model = flatbuffer_utils.read_model(str(artifact.path))
+    unshared = out / "unshared.tflite"  # the same model, every vector written out
+    unshared.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+    assert artifact.bytes < 0.95 * unshared.stat().st_size
+    assert torch.equal(LiteRTRunner(artifact.path)(images), LiteRTRunner(unshared)(images))
+
+
 @pytest.mark.parametrize(("variant", "tolerance"), [("fp32", 1e-4), ("int8", 0.05)])
 def test_onnx_runs_in_onnxruntime_with_metadata(setup, variant, tolerance) -> None:
     bundle, quantized, calibration, images, reference, out = setup

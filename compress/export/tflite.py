@@ -15,6 +15,7 @@ XNNPACK does not take are listed on the artifact.
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import ClassVar
 
@@ -203,7 +204,55 @@ def add_metadata(data: bytes, entries: dict[str, bytes]) -> bytes:
         entry.name = key
         entry.buffer = len(model.buffers) - 1
         model.metadata.append(entry)
-    return bytes(fbu.convert_object_to_bytearray(model))
+    return to_bytes(model)
+
+
+def to_bytes(model) -> bytes:
+    """Serialize a model object, storing each distinct quantization vector once.
+
+    Per-channel int8 layers carry a float32 scale and an int64 zero point per channel, for
+    the weights and again for the int32 bias; the zero points are all zeros. Flatbuffers lets
+    any number of tables point at one vector, and LiteRT reads a shared vector like its own,
+    so identical vectors are written once: the file shrinks and every number stays the same.
+    """
+    import flatbuffers
+    import numpy as np
+
+    fb, _ = _schema()
+    builder = flatbuffers.Builder(1024)
+    written: dict[tuple, int] = {}
+
+    def vector(values, dtype) -> int:
+        array = np.ascontiguousarray(values, dtype=dtype)
+        key = (array.dtype.str, array.tobytes())
+        if key not in written:
+            written[key] = builder.CreateNumpyVector(array)
+        return written[key]
+
+    def pack(q, _builder) -> int:  # QuantizationParametersT.Pack, sharing vectors
+        fields = {
+            "Min": (q.min, np.float32),
+            "Max": (q.max, np.float32),
+            "Scale": (q.scale, np.float32),
+            "ZeroPoint": (q.zeroPoint, np.int64),
+        }
+        offsets = {k: vector(v, t) for k, (v, t) in fields.items() if v is not None}
+        details = q.details.Pack(builder) if q.details is not None else None
+        fb.QuantizationParametersStart(builder)
+        for name, offset in offsets.items():
+            getattr(fb, f"QuantizationParametersAdd{name}")(builder, offset)
+        fb.QuantizationParametersAddDetailsType(builder, q.detailsType)
+        if details is not None:
+            fb.QuantizationParametersAddDetails(builder, details)
+        fb.QuantizationParametersAddQuantizedDimension(builder, q.quantizedDimension)
+        return fb.QuantizationParametersEnd(builder)
+
+    for graph in model.subgraphs or []:
+        for tensor in graph.tensors or []:
+            if tensor.quantization is not None:
+                tensor.quantization.Pack = functools.partial(pack, tensor.quantization)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def read_metadata(path: Path) -> dict[str, bytes]:
@@ -262,7 +311,7 @@ def float_io(data: bytes) -> bytes:
     for signature in model.signatureDefs or []:
         for tensor_map in list(signature.inputs or []) + list(signature.outputs or []):
             tensor_map.tensorIndex = remap.get(tensor_map.tensorIndex, tensor_map.tensorIndex)
-    return bytes(fbu.convert_object_to_bytearray(model))
+    return to_bytes(model)
 
 
 def _opcode(fb, model, code: int) -> int:
