@@ -135,6 +135,37 @@ def test_onnx_runs_in_onnxruntime_with_metadata(setup, variant, tolerance) -> No
     assert str(Path(__file__).parent.parent) not in artifact.path.read_bytes().decode("latin-1")
 
 
+def test_onnx_int8_stores_each_constant_once(setup) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    bundle, quantized, calibration, images, _, out = setup
+    context = ExportContext(bundle, pose_metadata(bundle, "tiny"), quantized, calibration)
+    artifact = exporter("onnx").export(context, "int8", out)
+    model = onnx.load(str(artifact.path))
+    contents = [
+        (t.data_type, tuple(t.dims), numpy_helper.to_array(t).tobytes())
+        for t in model.graph.initializer
+    ]
+    assert len(contents) == len(set(contents))  # no constant twice
+    # Writing every shared constant out again per user changes no number.
+    users: dict[str, int] = {}
+    unshared = onnx.load(str(artifact.path))
+    for node in unshared.graph.node:
+        for i, name in enumerate(node.input):
+            users[name] = users.get(name, 0) + 1
+            if users[name] > 1 and any(t.name == name for t in unshared.graph.initializer):
+                shared = next(t for t in unshared.graph.initializer if t.name == name)
+                twin = numpy_helper.from_array(
+                    numpy_helper.to_array(shared), f"{name}_{users[name]}"
+                )
+                unshared.graph.initializer.append(twin)
+                node.input[i] = twin.name
+    assert len(unshared.graph.initializer) > len(model.graph.initializer)
+    onnx.save(unshared, str(out / "unshared.onnx"))
+    assert torch.equal(OnnxRunner(artifact.path)(images), OnnxRunner(out / "unshared.onnx")(images))
+
+
 @pytest.mark.parametrize(
     ("variant", "image_input", "expected_op"),
     [

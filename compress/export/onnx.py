@@ -46,6 +46,7 @@ class OnnxExporter(Exporter):
                 path.write_bytes(fp32.read_bytes())
         model = onnx.load(str(path))
         _strip_trace(model)
+        _share_initializers(model)
         meta = for_artifact(
             context.metadata,
             variant=f"onnx:{variant}",
@@ -88,6 +89,39 @@ def _strip_trace(model) -> None:
     bytes depend on where pocket is installed, and is 2 % of the fp32 file."""
     for node in model.graph.node:
         del node.metadata_props[:]
+
+
+def _share_initializers(model) -> None:
+    """Keep one copy of identical constants. ONNX Runtime's quantizer writes a zero point
+    (and often a scale) per tensor, mostly the same zeros; nodes may share an initializer
+    by name, so each distinct one is stored once and the numbers stay the same."""
+    from onnx import numpy_helper
+
+    first: dict[tuple, str] = {}
+    renamed: dict[str, str] = {}
+    kept = []
+    for tensor in model.graph.initializer:
+        array = numpy_helper.to_array(tensor)
+        key = (tensor.data_type, tuple(tensor.dims), array.tobytes())
+        if key in first:
+            renamed[tensor.name] = first[key]
+        else:
+            first[key] = tensor.name
+            kept.append(tensor)
+    if not renamed:
+        return
+    public = {v.name for v in model.graph.input} | {v.name for v in model.graph.output}
+    if public & renamed.keys():
+        return  # a constant that is also a graph input or output keeps its own name
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
+    keep_info = [v for v in model.graph.value_info if v.name not in renamed]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(keep_info)
 
 
 def _export_float(context: ExportContext, variant: str, path: Path) -> None:
