@@ -1,11 +1,14 @@
-"""Which pruning criterion loses least on the shipped student, before any fine-tuning.
+"""Which pruning loses least on the shipped student.
 
-Removes 40 % of the student's MACs in one step with each importance (L1, L2, Taylor) and
-scope (global, uniform) and scores the result without fine-tuning; then, as a control,
-fine-tunes the *unpruned* student with the recipe's fine-tuning settings, to show what
-fine-tuning alone does to AP.
+One-shot: removes 40 % of the student's MACs in one step with each importance (L1, L2,
+Taylor) and scope (global, uniform), over all channels or only inside the blocks (every
+block's output kept whole, as ``recipes/pose-mobile.yaml`` does), and scores the result
+without fine-tuning. ``--finetuned``: the recipe's prune stage as written against the same
+stage pruning all channels by Taylor importance ranked globally (the earlier recipe), both
+with the recipe's fine-tuning. Then, as a control, the *unpruned* student fine-tuned with the
+recipe's settings, to show what fine-tuning alone does to AP.
 
-Run: POCKET_CACHE=.cache .venv/bin/python benchmarks/prune_choice.py
+Run: POCKET_CACHE=.cache .venv/bin/python benchmarks/prune_choice.py [--finetuned]
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ def main() -> None:
     parser.add_argument("--recipe", type=Path, default=REPO / "recipes" / "pose-mobile.yaml")
     parser.add_argument("--macs-reduction", type=float, default=0.4)
     parser.add_argument("--finetune-steps", type=int, default=250)
+    parser.add_argument(
+        "--finetuned", action="store_true", help="only the two fine-tuned prune stages"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     recipe, base, student, teacher = prepare_run(args.recipe)
@@ -38,20 +44,36 @@ def main() -> None:
     quiet = Console(quiet=True)
     context = StageContext(train_set, val_set, REPO / ".cache" / "bench", teacher, 0, quiet)
     print(f"unpruned student: AP {measure(student, val_set).ap:.4f}")
+    stage = next(s for s in recipe.stages if s.kind == "prune")
+    if args.finetuned:
+        everything = stage.model_copy(update={"scope": "global", "protect_patterns": ()})
+        for label, config in (("recipe (inside blocks, uniform)", stage),
+                              ("all channels, global", everything)):  # fmt: skip
+            start = time.perf_counter()
+            pruned, details = prune(student, config, context)
+            ratio = details["rounds"][-1]["macs_ratio"]
+            print(f"{label:32} {config.importance} {config.rounds} rounds x "
+                  f"{config.finetune.steps} steps  MACs {ratio:.0%} of the start  "
+                  f"AP {measure(pruned, val_set).ap:.4f}  "
+                  f"({time.perf_counter() - start:.0f} s)")  # fmt: skip
+        return
     for importance in ("l1", "l2", "taylor"):
         for scope in ("global", "uniform"):
-            start = time.perf_counter()
-            config = PruneConfig(
-                macs_reduction=args.macs_reduction,
-                importance=importance,
-                scope=scope,
-                finetune={"steps": 0},
-            )
-            pruned, details = prune(student, config, context)
-            ap = measure(pruned, val_set).ap
-            ratio = details["rounds"][-1]["macs_ratio"]
-            print(f"one-shot {importance:6} {scope:7} MACs {ratio:.0%} of the start  "
-                  f"AP {ap:.4f}  ({time.perf_counter() - start:.0f} s)")  # fmt: skip
+            for inside in (False, True) if importance == "taylor" else (False,):
+                start = time.perf_counter()
+                config = PruneConfig(
+                    macs_reduction=args.macs_reduction,
+                    importance=importance,
+                    scope=scope,
+                    protect_patterns=stage.protect_patterns if inside else (),
+                    finetune={"steps": 0},
+                )
+                pruned, details = prune(student, config, context)
+                ap = measure(pruned, val_set).ap
+                ratio = details["rounds"][-1]["macs_ratio"]
+                where = "inside blocks" if inside else "all channels"
+                print(f"one-shot {importance:6} {scope:7} {where:13}  MACs {ratio:.0%} of the "
+                      f"start  AP {ap:.4f}  ({time.perf_counter() - start:.0f} s)")  # fmt: skip
     for learning_rate in (1e-3, 1e-4):
         tuned = student.copy()
         settings = FinetuneConfig(steps=args.finetune_steps, learning_rate=learning_rate)

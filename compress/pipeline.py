@@ -206,7 +206,12 @@ def check_references(
             layers(student, [f.student for f in pairs], "student", f"{key}{sub}.features")
             layers(other, [f.teacher for f in pairs], "teacher", f"{key}{sub}.features")
         if stage.kind == "prune":
-            layers(student, list(stage.protect), "student", f"{key}.protect")
+            from compress.stages.prune import protected_names
+
+            try:
+                protected_names(student.model, stage.protect, stage.protect_patterns, "student")
+            except RecipeError as exc:
+                raise RecipeError(f"{source}: {key}.{str(exc).removeprefix('prune.')}") from None
         if stage.kind == "quantize" and stage.keep_float != FloatLayers():
             # Checked against the quantizer's own layer names (backbone.3:add, ...), exactly as
             # the stage will match them.

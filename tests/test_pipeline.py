@@ -221,6 +221,16 @@ MISSING = [
         "stages.1.protect: the student has no layer 'haed'; did you mean 'head'?",
     ),
     (
+        "    channel_ratio: 0.3",
+        "    channel_ratio: 0.3\n    protect_patterns: ['^backbone', 'nothing$']",
+        "stages.1.protect_patterns: 'nothing$' matches no layer of the student",
+    ),
+    (
+        "    channel_ratio: 0.3",
+        "    channel_ratio: 0.3\n    protect_patterns: ['back(bone']",
+        "stages.1.protect_patterns: 'back(bone' is not a valid regular expression",
+    ),
+    (
         "    keep_float: {names: [head.final]}",
         "    keep_float: {types: [Conv3d]}",
         "stages.2.keep_float.types: no quantized layer of type 'Conv3d'",

@@ -164,6 +164,31 @@ def test_pruning_never_removes_heatmap_channels(context, architecture: str) -> N
         assert result.model(torch.zeros(1, 3, 64, 64)).shape == (1, 17, 16, 16)
 
 
+def test_protect_patterns_keep_every_matching_layer(context) -> None:
+    # Every block's output (the channels the residual additions carry) kept whole: only
+    # the expanded channels inside the blocks are pruned.
+    bundle = student()
+    config = PruneConfig(
+        channel_ratio=0.5,
+        protect_patterns=[
+            r"^backbone\.0$",
+            r"^backbone\.1\.block\.1$",
+            r"^backbone\.\d+\.block\.2$",
+        ],
+        finetune={"steps": 0},
+    )
+    result, _ = prune(bundle, config, context)
+    before, after = dict(bundle.model.named_modules()), dict(result.model.named_modules())
+    kept = [
+        n
+        for n in before
+        if n.endswith("block.2.0") or n in ("backbone.0.0", "backbone.1.block.1.0")
+    ]
+    assert kept and all(before[n].out_channels == after[n].out_channels for n in kept)
+    inner = [n for n in before if n.endswith("block.0.0") and n != "backbone.1.block.0.0"]
+    assert any(after[n].out_channels < before[n].out_channels for n in inner)
+
+
 def test_pruning_names_an_unknown_protected_layer(context) -> None:
     config = PruneConfig(channel_ratio=0.5, protect=["haed"], finetune={"steps": 0})
     with pytest.raises(RecipeError, match=r"prune.protect: the network has no layer 'haed'"):

@@ -53,6 +53,8 @@ class PruneConfig(BaseModel):
     scope: Literal["global", "uniform"] = "uniform"
     rounds: int = Field(default=1, ge=1)
     protect: tuple[str, ...] = ()  # layer names (and everything inside them) kept whole
+    # Regular expressions on layer names (re.search), the same: e.g. every block's output.
+    protect_patterns: tuple[str, ...] = ()
     max_layer_ratio: float = Field(default=0.8, gt=0, le=1)  # never remove more from one layer
     round_to: int = Field(default=8, ge=1)  # channel counts stay multiples of this
     taylor_batches: int = Field(default=8, ge=1)

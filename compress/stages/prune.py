@@ -11,6 +11,7 @@ keeps its channels.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from compress.stages.losses import heatmap_mse, softmax_cross_entropy
 
 # Fine steps of the pruner when a MACs target is searched for: each removes ~1 % of channels.
 _SEARCH_STEPS = 100
+PRUNABLE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
 
 def _importance(kind: str) -> tp.importance.Importance:
@@ -39,11 +41,7 @@ def _importance(kind: str) -> tp.importance.Importance:
 def output_layers(model: nn.Module, spec) -> list[nn.Module]:
     """The layer that writes the heatmaps (its output is the network's), found by running
     the network; failing that, every layer with one output channel per joint."""
-    prunable = {
-        n: m
-        for n, m in model.named_modules()
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)
-    }
+    prunable = {n: m for n, m in model.named_modules() if isinstance(m, PRUNABLE)}
     if not prunable:
         raise ModelError("the network has no convolution or linear layer to prune")
     outputs: dict[str, torch.Tensor] = {}
@@ -65,21 +63,44 @@ def output_layers(model: nn.Module, spec) -> list[nn.Module]:
     return [m for m in prunable.values() if getattr(m, "out_channels", None) == k]
 
 
-def protected_layers(model: nn.Module, spec, names: tuple[str, ...]) -> list[nn.Module]:
-    """The prunable layers that keep their (output) channels: the heatmap layer and ``names``."""
-    keep = output_layers(model, spec)
+def protected_layers(model: nn.Module, spec, config: PruneConfig) -> list[nn.Module]:
+    """The prunable layers that keep their (output) channels: the heatmap layer and those
+    ``protect`` or ``protect_patterns`` name."""
+    modules = dict(model.named_modules())
+    named = protected_names(model, config.protect, config.protect_patterns)
+    return output_layers(model, spec) + [modules[n] for n in named]
+
+
+def protected_names(
+    model: nn.Module, names: tuple[str, ...], patterns: tuple[str, ...], who: str = "network"
+) -> list[str]:
+    """Prunable layers inside the layers ``names`` lists or a ``patterns`` regex finds. A name
+    or pattern that matches no layer is an error, as is a pattern that does not compile."""
     try:
-        find_layers(model, names, "network")
+        find_layers(model, names, who)
     except RecipeError as exc:
         raise RecipeError(f"prune.protect: {exc}") from None
-    for name in names:
-        keep += [
-            m
-            for n, m in model.named_modules()
-            if (n == name or n.startswith(name + "."))
-            and isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)
-        ]
-    return keep
+    all_names = [n for n, _ in model.named_modules() if n]
+    roots = set(names)
+    for pattern in patterns:
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise RecipeError(
+                f"prune.protect_patterns: {pattern!r} is not a valid regular expression ({exc})"
+            ) from None
+        found = [n for n in all_names if compiled.search(n)]
+        if not found:
+            raise RecipeError(
+                f"prune.protect_patterns: {pattern!r} matches no layer of the {who} "
+                "(list them with: pocket inspect)"
+            )
+        roots.update(found)
+    return [
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, PRUNABLE) and any(n == r or n.startswith(r + ".") for r in roots)
+    ]
 
 
 def _accumulate_taylor_gradients(
@@ -122,7 +143,7 @@ def prune(bundle: Bundle, config: PruneConfig, context: StageContext) -> tuple[B
         pruning_ratio=ratio,
         max_pruning_ratio=config.max_layer_ratio,
         iterative_steps=steps,
-        ignored_layers=protected_layers(model, spec, config.protect),
+        ignored_layers=protected_layers(model, spec, config),
         round_to=config.round_to,
     )
 
