@@ -37,8 +37,9 @@ def main() -> None:
     parser.add_argument(
         "--finetuned", action="store_true", help="only the two fine-tuned prune stages"
     )
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     recipe, base, student, teacher = prepare_run(args.recipe)
     train_set, val_set = load_datasets(recipe, base, student.spec, recipe.seed)
     quiet = Console(quiet=True)
