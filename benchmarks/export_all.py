@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 
@@ -81,21 +82,26 @@ def main() -> int:
 
 def _tflite_parts(path: Path) -> dict[str, int]:
     """Where an int8 .tflite's bytes go: tensor data by type, quantization parameters
-    (float32 scale and int64 zero point per channel), tensor names, the rest."""
+    (float32 scales, int64 zero points; each distinct vector once, as pocket stores them),
+    tensor names, the rest."""
     from ai_edge_litert import schema_py_generated as schema
 
     data = path.read_bytes()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
     types = {0: "float32 data", 2: "int32 data", 9: "int8 data"}
     parts: dict[str, int] = {}
+    stored: set[tuple] = set()
     for tensor in model.subgraphs[0].tensors:
         buffer = model.buffers[tensor.buffer].data
         kind = types.get(tensor.type, "other data")
         parts[kind] = parts.get(kind, 0) + (0 if buffer is None else len(buffer))
         q = tensor.quantization
-        if q is not None and q.scale is not None:
-            zero = 0 if q.zeroPoint is None else 8 * len(q.zeroPoint)
-            parts["quant params"] = parts.get("quant params", 0) + 4 * len(q.scale) + zero
+        for values, width in ((None if q is None else q.scale, 4),
+                              (None if q is None else q.zeroPoint, 8)):  # fmt: skip
+            key = (width, None if values is None else np.asarray(values).tobytes())
+            if values is not None and key not in stored:
+                stored.add(key)
+                parts["quant params"] = parts.get("quant params", 0) + width * len(values)
         parts["names"] = parts.get("names", 0) + len(tensor.name or b"")
     parts["rest"] = len(data) - sum(parts.values())
     return parts
