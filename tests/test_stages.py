@@ -189,6 +189,25 @@ def test_protect_patterns_keep_every_matching_layer(context) -> None:
     assert any(after[n].out_channels < before[n].out_channels for n in inner)
 
 
+def test_ctrl_c_while_the_pruner_traces_the_network_is_not_swallowed(context, monkeypatch) -> None:
+    import inspect
+
+    bundle = student()
+    forward = type(bundle.model).forward
+
+    pressed = []
+
+    def interrupted(self, x):
+        if not pressed and any(f.function == "build_dependency" for f in inspect.stack()):
+            pressed.append(True)
+            raise KeyboardInterrupt  # one Ctrl-C, while Torch-Pruning traces the network
+        return forward(self, x)
+
+    monkeypatch.setattr(type(bundle.model), "forward", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prune(bundle, PruneConfig(channel_ratio=0.5, finetune={"steps": 0}), context)
+
+
 def test_pruning_names_an_unknown_protected_layer(context) -> None:
     config = PruneConfig(channel_ratio=0.5, protect=["haed"], finetune={"steps": 0})
     with pytest.raises(RecipeError, match=r"prune.protect: the network has no layer 'haed'"):

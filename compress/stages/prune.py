@@ -145,6 +145,9 @@ def prune(bundle: Bundle, config: PruneConfig, context: StageContext) -> tuple[B
         iterative_steps=steps,
         ignored_layers=protected_layers(model, spec, config),
         round_to=config.round_to,
+        # Our own forward call: without one, Torch-Pruning's tracing retries the forward
+        # under a bare `except:`, which would swallow a Ctrl-C landing in it.
+        forward_fn=lambda network, inputs: network(inputs),
     )
 
     history: list[dict[str, Any]] = []
