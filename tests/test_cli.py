@@ -286,3 +286,38 @@ def test_ctrl_c_inside_a_native_library_is_still_an_interruption() -> None:
         Slow().model_dump_json()
     assert _caused_by_interrupt(caught.value)
     assert not _caused_by_interrupt(ValueError("an ordinary failure"))
+
+
+def test_ctrl_c_inside_a_gc_callback_is_delivered_again(monkeypatch) -> None:
+    # Python drops an exception raised inside a garbage-collector callback ("Exception
+    # ignored"); JAX registers one, so pocket's handler re-sends such a Ctrl-C instead.
+    import gc
+    import os
+    import signal
+    import sys
+    import time
+    import types
+
+    from compress.cli._common import install_interrupt_handler
+
+    def callback(phase, info) -> None:
+        pass
+
+    previous = signal.getsignal(signal.SIGINT)
+    gc.callbacks.append(callback)
+    try:
+        install_interrupt_handler()
+        handler = signal.getsignal(signal.SIGINT)
+        sent: list[int] = []
+        monkeypatch.setattr(os, "kill", lambda _pid, sig: sent.append(sig))
+        inside = types.SimpleNamespace(
+            f_code=callback.__code__, f_back=types.SimpleNamespace(f_code=None, f_back=None)
+        )
+        handler(signal.SIGINT, inside)  # not raised where it would be lost...
+        time.sleep(0.2)
+        assert sent == [signal.SIGINT]  # ...but sent again
+        with pytest.raises(KeyboardInterrupt):
+            handler(signal.SIGINT, sys._getframe())  # anywhere else: raised at once
+    finally:
+        gc.callbacks.remove(callback)
+        signal.signal(signal.SIGINT, previous)

@@ -9,7 +9,7 @@ import typer
 
 from compress import __version__
 from compress.cli import data, evaluate, export, models, run, spec, verify
-from compress.cli._common import set_debug
+from compress.cli._common import install_interrupt_handler, set_debug
 
 app = typer.Typer(
     name="pocket",
@@ -50,6 +50,7 @@ def _root(
 
 
 def main() -> None:
+    install_interrupt_handler()
     try:
         app()
     except Exception:

@@ -39,6 +39,32 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
     return False
 
 
+def install_interrupt_handler() -> None:
+    """Ctrl-C raises KeyboardInterrupt, as Python's own handler does, except where Python
+    would lose it: an exception raised inside a garbage-collector callback is printed as
+    "ignored" and dropped. JAX, which the TFLite quantizer imports, registers a callback that
+    runs on every collection, so a Ctrl-C landing during a deep copy could vanish and the run
+    go on. One that lands inside such a callback is delivered again a moment later."""
+    import gc
+    import os
+    import signal
+    import threading
+
+    def handler(_signum: int, frame: Any) -> None:
+        callbacks = {getattr(c, "__code__", None) for c in gc.callbacks}
+        while frame is not None:
+            if frame.f_code in callbacks:
+                again = threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT))
+                again.daemon = True
+                again.start()
+                return
+            frame = frame.f_back
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+
+
 def _interrupted() -> None:
     if _state["debug"]:
         raise KeyboardInterrupt
