@@ -122,7 +122,8 @@ def concat_upsampling(module: torch.nn.Module, example: torch.Tensor) -> torch.n
     runs them in float and in int8 alike. The rewrite works on the exported graph, so it finds
     ``F.interpolate`` in a user's forward too, and works on the PT2E-quantized network. Core
     ML and ONNX keep their own resize operation. ``module`` itself comes back, untouched,
-    when it has no such upsampling.
+    when it has no such upsampling. Measured on the demo network it makes fp32 and int8
+    1 to 3 % faster and leaves their ratio alone (benchmarks/tflite_upsample.py).
     """
     from torch.fx.passes.shape_prop import ShapeProp
 
