@@ -335,3 +335,30 @@ def test_calibration_set_empty_is_an_error_and_small_a_warning(context) -> None:
     assert f"{len(context.train_set)} calibration images, fewer than calibration_samples" in (
         loud.console.export_text()
     )
+
+
+def test_nan_inputs_stop_distillation_and_calibration_with_the_place_named(
+    context, poisoned
+) -> None:
+    from compress.errors import DataError
+
+    bad = copy.copy(context)
+    bad.train_set = poisoned(context.train_set, 2)
+    bad_id = int(context.train_set[2]["image_id"])
+    config = DistillConfig(steps=1, batch_size=len(context.train_set), workers=0)
+    with pytest.raises(DataError, match=rf"at distill step 1 \(images \[{bad_id}\]\)"):
+        distill(student(), config, bad)
+    with pytest.raises(DataError, match=rf"calibration image {bad_id} \(sample 2\) holds NaN"):
+        quantize(student(), QuantizeConfig(calibration_samples=10_000), bad)
+
+
+def test_a_network_that_overflows_on_calibration_data_is_named(context) -> None:
+    from compress.errors import ModelError
+
+    bundle = student()
+    head = [m for m in bundle.model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        head.weight.fill_(3e38)
+        head.bias.fill_(3.4e38)  # near float32 max: any positive input overflows
+    with pytest.raises(ModelError, match=r"calibration batch 1: the float network's output"):
+        quantize(bundle, QuantizeConfig(calibration_samples=8), context)

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from compress.data.coco import AugmentConfig, CocoPoseDataset
-from compress.errors import ModelError, OutputError
+from compress.errors import DataError, ModelError, OutputError
 from compress.models import Bundle, load_bundle
 from compress.pose.spec import coco17
 from compress.stages.train import TrainConfig, lr_factor, train
@@ -136,6 +136,26 @@ def test_nan_loss_stops_with_the_step_named(tmp_path: Path, datasets) -> None:
             tmp_path,
             loss_fn=nan_loss,
         )
+
+
+def test_nan_input_images_stop_with_the_step_and_images_named(
+    tmp_path: Path, datasets, poisoned
+) -> None:
+    train_set, val_set = datasets
+    config = TrainConfig(epochs=1, batch_size=len(train_set), workers=0, max_steps=1)
+    bad_id = int(train_set[3]["image_id"])
+    with pytest.raises(
+        DataError,
+        match=rf"input images hold NaN or Inf values at epoch 1, step 1 \(images \[{bad_id}\]\)",
+    ):
+        train(
+            Bundle.build("tests.user_models:tiny_pose", SPEC),
+            config,
+            poisoned(train_set, 3),
+            val_set,
+            tmp_path / "run",
+        )
+    assert not (tmp_path / "run" / "best").exists()
 
 
 def run_ddp_worker(data_root: Path, out: Path, mode: str) -> list[dict[str, torch.Tensor]]:

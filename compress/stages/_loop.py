@@ -1,6 +1,7 @@
 """The optimisation loop shared by stages that fine-tune for a budget of steps (distillation,
 fine-tuning between pruning steps, QAT): AdamW, warm-up + cosine, DDP under torchrun, a
-progress bar (plain log lines when the output is not a terminal), a stop on a non-finite loss.
+progress bar (plain log lines when the output is not a terminal), a stop on non-finite input
+images or a non-finite loss.
 """
 
 from __future__ import annotations
@@ -87,6 +88,19 @@ def check_finite(loss: torch.Tensor, where: str, batch: dict) -> None:
         )
 
 
+def check_inputs(batch: dict, where: str) -> None:
+    """Stop before NaN/Inf input pixels reach the weights, naming the images that hold them;
+    under torchrun every rank stops together."""
+    finite = torch.isfinite(batch["image"]).flatten(1).all(1)
+    if not _dist.all_true(bool(finite.all())):
+        bad = batch["image_id"][~finite.to(batch["image_id"].device)].tolist()
+        which = f"images {bad[:4]}" if bad else "another process's batch"
+        raise DataError(
+            f"input images hold NaN or Inf values at {where} ({which}); "
+            "check the dataset and the normalization"
+        )
+
+
 def _batches(loader, sampler, train_set) -> Iterator[dict]:
     """Endless batches; each pass re-seeds augmentation and the distributed order."""
     epoch = 0
@@ -161,6 +175,7 @@ def fit_steps(
             )
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            check_inputs(batch, f"{description} step {step + 1}")
             loss = loss_of(module, batch)
             check_finite(loss, f"{description} step {step + 1}", batch)
             optimizer.zero_grad(set_to_none=True)

@@ -36,7 +36,7 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, 
 from torchao.quantization.pt2e.quantizer import Quantizer, SharedQuantizationSpec
 from torchao.quantization.pt2e.utils import _fuse_conv_bn_
 
-from compress.errors import DataError, RecipeError
+from compress.errors import DataError, ModelError, RecipeError
 from compress.models.bundle import Bundle, Quantization
 from compress.pose.spec import PoseSpec
 from compress.stages.base import StageContext, measure, set_eval
@@ -253,15 +253,42 @@ def calibration_batches(
     plain = dataset.without_augment() if hasattr(dataset, "without_augment") else dataset
     order = torch.randperm(len(plain), generator=torch.Generator().manual_seed(seed))
     chosen = order[: min(samples, len(plain))].tolist()
-    images = [plain[i]["image"] for i in chosen]
+    images = []
+    for i in chosen:
+        sample = plain[i]
+        if not torch.isfinite(sample["image"]).all():
+            raise DataError(
+                f"calibration image {int(sample['image_id'])} (sample {i}) holds NaN or Inf "
+                "values; check the dataset and the normalization"
+            )
+        images.append(sample["image"])
     return [torch.stack(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
 
 
 def _calibrate(prepared: GraphModule, batches: Iterable[torch.Tensor]) -> None:
+    """Run the observers over ``batches``; a batch the network turns into NaN/Inf stops it
+    (the observers would record infinite ranges and every scale after them would be wrong)."""
     set_eval(prepared)
     with torch.no_grad():
-        for images in batches:
-            prepared(images)
+        for n, images in enumerate(batches, 1):
+            if not torch.isfinite(images).all():
+                raise DataError(f"calibration batch {n} holds NaN or Inf input values")
+            output = prepared(images)
+            if not all(torch.isfinite(t).all() for t in _tensors(output)):
+                raise ModelError(
+                    f"calibration batch {n}: the float network's output holds NaN or Inf "
+                    "values (it overflows on these images); fix the model before quantizing"
+                )
+
+
+def _tensors(output) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        return [t for item in output for t in _tensors(item)]
+    return []
 
 
 def ptq(

@@ -28,7 +28,7 @@ from compress.errors import DataError, ModelError, OutputError, RecipeError
 from compress.models.bundle import Bundle, save_bundle
 from compress.models.inspect import count_macs, count_params
 from compress.pose.metrics import PoseMetrics, evaluate
-from compress.stages._loop import PlainLog, check_finite, lr_factor, make_progress
+from compress.stages._loop import PlainLog, check_finite, check_inputs, lr_factor, make_progress
 from compress.stages.base import StageReport
 from compress.stages.losses import heatmap_mse, softmax_cross_entropy
 from compress.stages.state import load_training_state, read_training_meta, save_training_state
@@ -258,6 +258,7 @@ def train(
                 factor = lr_factor(step, total_steps, config.warmup_steps, config.min_lr_ratio)
                 for group in optimizer.param_groups:
                     group["lr"] = config.learning_rate * factor
+                check_inputs(batch, f"epoch {epoch + 1}, step {step + 1}")
                 output = ddp_model(batch["image"].contiguous(memory_format=memory_format))
                 loss = (
                     loss_fn(output, batch)
