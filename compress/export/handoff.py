@@ -110,30 +110,25 @@ def _readme(
     for i, k in enumerate(spec.keypoints):
         lines.append(f"| {i} | {k} | {flips.get(k, '-')} |")
     lines += ["", "Skeleton (lines to draw): " + ", ".join(f"{a}-{b}" for a, b in spec.skeleton)]
-    lines += ["", "## Code", "", _snippet(platform, spec, artifacts[0]), ""]
+    lines += ["", "## Code", ""]
+    if platform == "android":  # one snippet per distinct input/output signature
+        shown: dict[tuple, Artifact] = {}
+        for a in artifacts:
+            shown.setdefault(_signature(a), a)
+        lines += [_kotlin(spec, a) + "\n" for a in shown.values()]
+    else:
+        lines += [_swift(spec, artifacts[0]), ""]
     return "\n".join(lines)
 
 
-def _snippet(platform: str, spec: PoseSpec, artifact: Artifact) -> str:
+def _signature(a: Artifact) -> tuple:
+    return tuple((d["dtype"], d["layout"]) for d in (a.inputs[0], a.outputs[0]))
+
+
+def _swift(spec: PoseSpec, artifact: Artifact) -> str:
     h, w = spec.input_size
     k, stride = spec.num_keypoints, spec.heatmap_stride
     hh, ww = h // stride, w // stride
-    if platform == "android":
-        return f"""```kotlin
-// LiteRT Interpreter (com.google.ai.edge.litert); crop: a {w}x{h} person crop, already
-// normalised into `input` ({artifact.inputs[0]["layout"]}, float32).
-val interpreter = Interpreter(loadModelFile(context, "{artifact.path.name}"))
-val output = Array(1) {{ Array({k}) {{ Array({hh}) {{ FloatArray({ww}) }} }} }}
-interpreter.run(input, output)
-val keypoints = (0 until {k}).map {{ j ->
-    var best = 0; var bestValue = Float.NEGATIVE_INFINITY
-    for (r in 0 until {hh}) for (c in 0 until {ww}) {{
-        val v = output[0][j][r][c]; if (v > bestValue) {{ bestValue = v; best = r * {ww} + c }}
-    }}
-    val row = best / {ww}; val col = best % {ww}
-    PointF((col + 0.5f) * {stride}, (row + 0.5f) * {stride})  // crop pixels; map back to the image
-}}
-```"""
     return f"""```swift
 // Core ML; `crop` is a {w}x{h} person crop as a CVPixelBuffer (image-input files)
 let model = try MLModel(contentsOf: compiledURL)  // {artifact.path.name}, compiled by Xcode
@@ -151,3 +146,62 @@ for j in 0..<{k} {{
     keypoints.append(CGPoint(x: (Double(col) + 0.5) * {stride}, y: (Double(row) + 0.5) * {stride}))
 }}
 ```"""
+
+
+def _kotlin(spec: PoseSpec, artifact: Artifact) -> str:
+    """Feed a normalised crop and decode the arg-max of each map, in ``artifact``'s own
+    layout and input/output types (an int8 file is quantized and dequantized by hand)."""
+    h, w = spec.input_size
+    k, stride = spec.num_keypoints, spec.heatmap_stride
+    hh, ww = h // stride, w // stride
+    inp, out = artifact.inputs[0], artifact.outputs[0]
+    int8_in, int8_out = inp["dtype"] == "int8", out["dtype"] == "int8"
+    nhwc_in, nhwc_out = inp["layout"] == "NHWC", out["layout"] == "NHWC"
+    index = f"(r * {ww} + c) * {k} + j" if nhwc_out else f"(j * {hh} + r) * {ww} + c"
+    lines = [
+        "```kotlin",
+        f"// LiteRT Interpreter (com.google.ai.edge.litert) running {artifact.path.name}.",
+        f"// `crop`: a {w}x{h} person crop, normalised as above, as a FloatArray in "
+        f"{'HWC' if nhwc_in else 'CHW'} order ({3 * h * w} values).",
+        f'val interpreter = Interpreter(loadModelFile(context, "{artifact.path.name}"))',
+    ]
+    if int8_in:
+        lines += [
+            "val inQ = interpreter.getInputTensor(0).quantizationParams()",
+            f"val input = ByteBuffer.allocateDirect({3 * h * w}).order(ByteOrder.nativeOrder())",
+            "for (x in crop) input.put(((x / inQ.scale).roundToInt() + inQ.zeroPoint)"
+            ".coerceIn(-128, 127).toByte())",
+        ]
+    else:
+        lines += [
+            f"val input = ByteBuffer.allocateDirect(4 * {3 * h * w})"
+            ".order(ByteOrder.nativeOrder())",
+            "for (x in crop) input.putFloat(x)",
+        ]
+    size = k * hh * ww if int8_out else 4 * k * hh * ww
+    lines += [
+        f"val output = ByteBuffer.allocateDirect({size}).order(ByteOrder.nativeOrder())",
+        "input.rewind()",
+        "interpreter.run(input, output)",
+    ]
+    if int8_out:
+        lines += [
+            "val outQ = interpreter.getOutputTensor(0).quantizationParams()",
+            "fun heat(i: Int) = (output.get(i) - outQ.zeroPoint) * outQ.scale",
+        ]
+    else:
+        lines.append("fun heat(i: Int) = output.getFloat(4 * i)")
+    lines += [
+        f"// heatmaps: {out['layout']} [{', '.join(str(d) for d in out['shape'])}]",
+        f"val keypoints = (0 until {k}).map {{ j ->",
+        "    var bestRow = 0; var bestCol = 0; var bestValue = Float.NEGATIVE_INFINITY",
+        f"    for (r in 0 until {hh}) for (c in 0 until {ww}) {{",
+        f"        val v = heat({index})",
+        "        if (v > bestValue) { bestValue = v; bestRow = r; bestCol = c }",
+        "    }",
+        f"    PointF((bestCol + 0.5f) * {stride}, (bestRow + 0.5f) * {stride})"
+        "  // crop pixels; map back to the image",
+        "}",
+        "```",
+    ]
+    return "\n".join(lines)
