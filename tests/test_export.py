@@ -108,6 +108,31 @@ def test_tflite_runs_in_litert_with_metadata(setup, variant, nhwc, tolerance) ->
     assert artifact.notes == [], artifact.notes
 
 
+@pytest.mark.parametrize("head_in_float", [False, True])
+def test_tflite_int8_io_metadata_matches_the_files_types(
+    setup, head_in_float, synthetic_root: Path, tmp_path: Path
+) -> None:
+    bundle, quantized, calibration, images, reference, _ = setup
+    if head_in_float:  # the output layer in float: the file's heatmaps stay float32
+        train = CocoPoseDataset.from_folder(synthetic_root, "train", SPEC)
+        val = CocoPoseDataset.from_folder(synthetic_root, "val", SPEC).first_images(10)
+        context = StageContext(train, val, tmp_path / "run", console=Console(quiet=True))
+        config = QuantizeConfig(calibration_samples=16, keep_float={"names": ["head.final"]})
+        quantized, _ = quantize(bundle, config, context)
+    meta = pose_metadata(bundle, "tiny")
+    options = ExportOptions(nhwc=True, int8_io=True)
+    context = ExportContext(bundle, meta, quantized, calibration, options)
+    artifact = exporter("tflite").export(context, "int8", tmp_path)
+    y = LiteRTRunner(artifact.path)(images)
+    assert relative_error(y, reference) < 0.05
+    stored = json.loads(tflite_export.read_metadata(artifact.path)[METADATA_KEY])
+    output_dtype = "float32" if head_in_float else "int8"
+    assert [artifact.inputs[0]["dtype"], artifact.outputs[0]["dtype"]] == ["int8", output_dtype]
+    assert [stored["input"]["dtype"], stored["output"]["dtype"]] == ["int8", output_dtype]
+    assert stored["input"]["quantization"] == artifact.inputs[0]["quantization"]
+    assert stored["input"]["shape"] == [1, 64, 64, 3]
+
+
 def test_tflite_int8_stores_each_quantization_vector_once(setup) -> None:
     from ai_edge_litert.tools import flatbuffer_utils
 

@@ -65,25 +65,28 @@ class TfliteExporter(Exporter):
                     )
                 except Exception as exc:  # the quantizer raises many types; name the failure
                     raise conversion_failed("tflite", variant, context.operations(), exc) from exc
-        io_dtype = "float32"
-        if variant == "int8":
-            if context.options.int8_io:
-                io_dtype = "int8"
-            else:
-                data = float_io(data)
+        if variant == "int8" and not context.options.int8_io:
+            data = float_io(data)
+        # The file's own types: with int8_io, a head kept in float still gives float heatmaps.
+        inputs, outputs = io_details(data)
         layout = "NHWC" if nhwc else "NCHW"
+
+        def described(which: str, details: dict) -> dict:
+            quant = {"quantization": details["quantization"]} if "quantization" in details else {}
+            shape = _shape(context, which, nhwc)
+            return {"layout": layout, "dtype": details["dtype"], "shape": shape, **quant}
+
         meta = for_artifact(
             context.metadata,
             variant=f"tflite:{variant}",
-            input={"layout": layout, "dtype": io_dtype, "shape": _shape(context, "input", nhwc)},
-            output={"layout": layout, "dtype": io_dtype, "shape": _shape(context, "output", nhwc)},
+            input=described("input", inputs[0]),
+            output=described("output", outputs[0]),
         )
         data = add_metadata(data, {METADATA_KEY: encode(meta).encode()})
         suffix = "-nhwc" if nhwc else ""
         path = folder / f"{context.metadata['model']['name']}-{variant}{suffix}.tflite"
         path.write_bytes(data)
         size, sha = file_digest(path)
-        inputs, outputs = io_details(path)
         return Artifact(
             path,
             self.name,
@@ -326,10 +329,11 @@ def _opcode(fb, model, code: int) -> int:
 
 
 # ----- the runtime's view ----------------------------------------------------------------------
-def io_details(path: Path) -> tuple[list[dict], list[dict]]:
+def io_details(data: bytes) -> tuple[list[dict], list[dict]]:
+    """Name, shape, dtype and quantization of a flatbuffer's inputs and outputs."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter = Interpreter(model_content=data, num_threads=1)
 
     def describe(d: dict) -> dict:
         scale, zero = d["quantization"]
