@@ -108,16 +108,21 @@ def test_tflite_runs_in_litert_with_metadata(setup, variant, nhwc, tolerance) ->
     assert artifact.notes == [], artifact.notes
 
 
-@pytest.mark.parametrize("head_in_float", [False, True])
-def test_tflite_int8_io_metadata_matches_the_files_types(
-    setup, head_in_float, synthetic_root: Path, tmp_path: Path
+@pytest.mark.parametrize("in_float", [None, "head.final", "backbone.1.block.1.0"])
+def test_tflite_int8_keeps_float_layers_and_describes_its_io(
+    setup, in_float, synthetic_root: Path, tmp_path: Path
 ) -> None:
+    """int8 input and output; a layer the quantize stage kept in float stays float in the
+    file (LiteRT's converter would otherwise quantize one that sits between int8 layers), and
+    the metadata gives the file's own input and output types."""
+    from ai_edge_litert.interpreter import Interpreter
+
     bundle, quantized, calibration, images, reference, _ = setup
-    if head_in_float:  # the output layer in float: the file's heatmaps stay float32
+    if in_float is not None:
         train = CocoPoseDataset.from_folder(synthetic_root, "train", SPEC)
         val = CocoPoseDataset.from_folder(synthetic_root, "val", SPEC).first_images(10)
         context = StageContext(train, val, tmp_path / "run", console=Console(quiet=True))
-        config = QuantizeConfig(calibration_samples=16, keep_float={"names": ["head.final"]})
+        config = QuantizeConfig(calibration_samples=16, keep_float={"names": [in_float]})
         quantized, _ = quantize(bundle, config, context)
     meta = pose_metadata(bundle, "tiny")
     options = ExportOptions(nhwc=True, int8_io=True)
@@ -125,8 +130,15 @@ def test_tflite_int8_io_metadata_matches_the_files_types(
     artifact = exporter("tflite").export(context, "int8", tmp_path)
     y = LiteRTRunner(artifact.path)(images)
     assert relative_error(y, reference) < 0.05
+    interpreter = Interpreter(str(artifact.path))
+    dtypes = {t["index"]: t["dtype"].__name__ for t in interpreter.get_tensor_details()}
+    float_convs = [
+        op for op in interpreter._get_ops_details()
+        if "CONV" in op["op_name"] and dtypes[op["inputs"][1]] == "float32"
+    ]  # fmt: skip
+    assert len(float_convs) == (in_float is not None)
     stored = json.loads(tflite_export.read_metadata(artifact.path)[METADATA_KEY])
-    output_dtype = "float32" if head_in_float else "int8"
+    output_dtype = "float32" if in_float == "head.final" else "int8"
     assert [artifact.inputs[0]["dtype"], artifact.outputs[0]["dtype"]] == ["int8", output_dtype]
     assert [stored["input"]["dtype"], stored["output"]["dtype"]] == ["int8", output_dtype]
     assert stored["input"]["quantization"] == artifact.inputs[0]["quantization"]

@@ -2,8 +2,9 @@
 
 ``fp32``: the float network. ``fp16``: fp16 weights (ai-edge-quantizer's float casting).
 ``dynamic_int8``: int8 weights, activations quantized on the fly. ``int8``: the quantize
-stage's PT2E network converted with the quantizer that annotated it (full int8); its input and
-output are float (QUANTIZE/DEQUANTIZE added at the edges) unless ``int8_io``.
+stage's PT2E network converted with the quantizer that annotated it, every quantize/dequantize
+pair as the stage left it (layers it kept in float stay float); its input and output are float
+(QUANTIZE/DEQUANTIZE at the edges) unless ``int8_io``.
 ``nhwc`` gives NHWC input and output without TRANSPOSE operations.
 
 The pose metadata goes into the model's own metadata table (key ``pocket_pose``), readable with
@@ -14,6 +15,7 @@ XNNPACK does not take are listed on the artifact.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 from pathlib import Path
@@ -65,8 +67,8 @@ class TfliteExporter(Exporter):
                     )
                 except Exception as exc:  # the quantizer raises many types; name the failure
                     raise conversion_failed("tflite", variant, context.operations(), exc) from exc
-        if variant == "int8" and not context.options.int8_io:
-            data = float_io(data)
+        if variant == "int8" and context.options.int8_io:
+            data = int8_io(data)
         # The file's own types: with int8_io, a head kept in float still gives float heatmaps.
         inputs, outputs = io_details(data)
         layout = "NHWC" if nhwc else "NCHW"
@@ -108,10 +110,38 @@ def _convert(context: ExportContext, variant: str, module, quant_config=None) ->
         if context.options.nhwc:
             module = litert_torch.to_channel_last_io(module, args=[0], outputs=[0])
             example = example.permute(0, 2, 3, 1).contiguous()
-        edge = litert_torch.convert(module, (example,), quant_config=quant_config)
+        with _strict_qdq() if quant_config is not None else contextlib.nullcontext():
+            edge = litert_torch.convert(module, (example,), quant_config=quant_config)
     except Exception as exc:  # the converter raises many types; name the failure
         raise conversion_failed("tflite", variant, context.operations(), exc) from exc
     return bytes(edge.model_content())
+
+
+@contextlib.contextmanager
+def _strict_qdq():
+    """Convert the PT2E network's quantize/dequantize pairs exactly as they are.
+
+    Otherwise LiteRT's converter also quantizes a layer that the quantize stage kept in float
+    when it sits between a dequantize and a quantize, and the file no longer computes what the
+    stage measured. litert-torch's newer converter (converter_v2, which needs TensorFlow)
+    always sets strict mode; the one used here has no option for it, so the config it builds
+    gets the flag.
+    """
+    from litert_torch._convert import litert_converter
+
+    api = litert_converter.converter_api_ext
+    original = api.ConvertToTFLConfig
+
+    def strict():
+        config = original()
+        config.strict_qdq_mode = True
+        return config
+
+    api.ConvertToTFLConfig = strict
+    try:
+        yield
+    finally:
+        api.ConvertToTFLConfig = original
 
 
 def concat_upsampling(module: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
@@ -271,61 +301,46 @@ def read_metadata(path: Path) -> dict[str, bytes]:
     return found
 
 
-def float_io(data: bytes) -> bytes:
-    """Give an int8 model float input and output: QUANTIZE in front, DEQUANTIZE behind, with
-    the public tensor names and signature moved to the new float tensors."""
+def int8_io(data: bytes) -> bytes:
+    """Give a converted int8 model int8 input and output: the QUANTIZE that takes a float
+    input and the DEQUANTIZE that gives a float output are removed, and their int8 tensors
+    become the model's input and output under the public names. A float output computed in
+    float (a head kept in float) stays float."""
     fb, fbu = _schema()
     model = fbu.read_model_from_bytearray(bytearray(data))
     graph = model.subgraphs[0]
-    quantize = _opcode(fb, model, fb.BuiltinOperator.QUANTIZE)
-    dequantize = _opcode(fb, model, fb.BuiltinOperator.DEQUANTIZE)
-    model.buffers.append(fb.BufferT())
-    empty = len(model.buffers) - 1
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    readers: dict[int, list] = {}
+    for op in graph.operators:
+        for index in op.inputs:
+            readers.setdefault(index, []).append(op)
     remap: dict[int, int] = {}
-    front, back = [], []
+    dropped = []
 
-    def float_twin(index: int) -> int:
-        tensor = graph.tensors[index]
-        twin = fb.TensorT()
-        twin.shape = list(tensor.shape)
-        twin.shapeSignature = tensor.shapeSignature
-        twin.type = fb.TensorType.FLOAT32
-        twin.buffer = empty
-        twin.name = tensor.name
-        tensor.name = bytes(tensor.name) + b"_int8"
-        graph.tensors.append(twin)
-        return len(graph.tensors) - 1
+    def adopt(public: int, inner: int) -> None:  # ``inner`` takes ``public``'s place and name
+        graph.tensors[inner].name, graph.tensors[public].name = (
+            graph.tensors[public].name,
+            bytes(graph.tensors[public].name) + b"_float",
+        )
+        remap[public] = inner
 
-    int8 = (fb.TensorType.INT8, fb.TensorType.UINT8)
     for k, index in enumerate(graph.inputs):
-        if graph.tensors[index].type in int8:
-            twin = float_twin(index)
-            op = fb.OperatorT()
-            op.opcodeIndex, op.inputs, op.outputs = quantize, [twin], [index]
-            front.append(op)
-            graph.inputs[k] = remap[index] = twin
+        ops = readers.get(index, [])
+        if len(ops) == 1 and codes[ops[0].opcodeIndex] == fb.BuiltinOperator.QUANTIZE:
+            adopt(index, ops[0].outputs[0])
+            graph.inputs[k] = ops[0].outputs[0]
+            dropped.append(ops[0])
     for k, index in enumerate(graph.outputs):
-        if graph.tensors[index].type in int8:
-            twin = float_twin(index)
-            op = fb.OperatorT()
-            op.opcodeIndex, op.inputs, op.outputs = dequantize, [index], [twin]
-            back.append(op)
-            graph.outputs[k] = remap[index] = twin
-    graph.operators = front + list(graph.operators) + back
+        op = next((op for op in graph.operators if index in op.outputs), None)
+        if op is not None and codes[op.opcodeIndex] == fb.BuiltinOperator.DEQUANTIZE:
+            adopt(index, op.inputs[0])
+            graph.outputs[k] = op.inputs[0]
+            dropped.append(op)
+    graph.operators = [op for op in graph.operators if all(op is not d for d in dropped)]
     for signature in model.signatureDefs or []:
         for tensor_map in list(signature.inputs or []) + list(signature.outputs or []):
             tensor_map.tensorIndex = remap.get(tensor_map.tensorIndex, tensor_map.tensorIndex)
     return to_bytes(model)
-
-
-def _opcode(fb, model, code: int) -> int:
-    for i, op in enumerate(model.operatorCodes):
-        if max(op.builtinCode, op.deprecatedBuiltinCode) == code:
-            return i
-    op = fb.OperatorCodeT()
-    op.builtinCode, op.deprecatedBuiltinCode, op.version = code, min(code, 127), 1
-    model.operatorCodes.append(op)
-    return len(model.operatorCodes) - 1
 
 
 # ----- the runtime's view ----------------------------------------------------------------------
