@@ -16,6 +16,9 @@ from compress.data.coco import AugmentConfig, CocoPoseDataset
 from compress.errors import DataError, ModelError, OutputError
 from compress.models import Bundle, load_bundle
 from compress.pose.spec import coco17
+from compress.stages._loop import _batches, train_loader
+from compress.stages.losses import softmax_cross_entropy
+from compress.stages.state import read_training_meta
 from compress.stages.train import TrainConfig, lr_factor, train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,6 +77,45 @@ def test_training_steps_write_checkpoints_and_resume(tmp_path: Path, datasets) -
     ]
     assert [r["epoch"] for r in log] == [1, 2, 3]  # resumed after epoch 2, not from scratch
     assert resumed.details["steps"] == 3 * steps_per_epoch
+
+
+def test_a_resumed_run_trains_exactly_like_an_uninterrupted_one(tmp_path: Path, datasets) -> None:
+    """With augmentation and a worker process, as the shipped recipes train: each epoch draws
+    its own augmentation in the worker, so a run stopped after epoch 2 and resumed ends with
+    the uninterrupted run's weights (a persistent worker had drawn epoch 1's augmentation
+    every epoch, and the resumed run another one)."""
+    train_set, val_set = datasets
+    bundle = Bundle.build("tests.user_models:tiny_pose", SPEC)
+    config = TrainConfig(epochs=3, batch_size=4, workers=1, warmup_steps=1)
+    steps_per_epoch = len(train_set) // 4
+    train(bundle, config, train_set, val_set, tmp_path / "whole")
+
+    calls = 0
+
+    def stop_in_epoch_3(output, batch):
+        nonlocal calls
+        calls += 1
+        if calls > 2 * steps_per_epoch:
+            raise KeyboardInterrupt
+        return softmax_cross_entropy(output, batch["heatmaps"], batch["weights"])
+
+    with pytest.raises(KeyboardInterrupt):
+        train(bundle, config, train_set, val_set, tmp_path / "resumed", loss_fn=stop_in_epoch_3)
+    assert read_training_meta(tmp_path / "resumed" / "last")["epoch"] == 2
+    train(bundle, config, train_set, val_set, tmp_path / "resumed")
+    whole = load_file(str(tmp_path / "whole" / "last.safetensors"))
+    resumed = load_file(str(tmp_path / "resumed" / "last.safetensors"))
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_every_pass_of_a_worker_draws_that_epochs_augmentation(datasets) -> None:
+    train_set, _ = datasets
+    in_order = torch.utils.data.SequentialSampler(train_set)
+    loader = train_loader(train_set, len(train_set), 1, in_order, torch.Generator())
+    passes = _batches(loader, None, train_set)
+    first, second = next(passes)["image"], next(passes)["image"]
+    assert not torch.equal(first, second)  # the same people, other crops, flips and rotations
+    train_set.set_epoch(0)
 
 
 def test_resume_refuses_another_architecture(tmp_path: Path, datasets) -> None:

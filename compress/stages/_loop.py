@@ -101,6 +101,28 @@ def check_inputs(batch: dict, where: str) -> None:
         )
 
 
+def train_loader(
+    train_set, batch_size: int, workers: int, sampler, generator: torch.Generator
+) -> torch.utils.data.DataLoader:
+    """Shuffled training batches (``sampler`` under torchrun), the last partial batch dropped
+    when the split holds a full one per process.
+
+    Worker processes are started afresh for every pass, not kept: a persistent worker keeps
+    the copy of the dataset it was started with, so ``set_epoch`` would never reach it and
+    every epoch would draw the first epoch's augmentation (and a resumed run another one).
+    """
+    return torch.utils.data.DataLoader(
+        train_set,
+        batch_size=batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=len(train_set) >= batch_size * _dist.world_size(),
+        persistent_workers=False,
+        generator=generator,
+    )
+
+
 def _batches(loader, sampler, train_set) -> Iterator[dict]:
     """Endless batches; each pass re-seeds augmentation and the distributed order."""
     epoch = 0
@@ -143,16 +165,7 @@ def fit_steps(
     )
     generator = torch.Generator()
     generator.manual_seed(seed)
-    loader = torch.utils.data.DataLoader(
-        train_set,
-        batch_size=schedule.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        num_workers=schedule.workers,
-        drop_last=len(train_set) >= schedule.batch_size * _dist.world_size(),
-        persistent_workers=schedule.workers > 0,
-        generator=generator,
-    )
+    loader = train_loader(train_set, schedule.batch_size, schedule.workers, sampler, generator)
     where = _dist.device()
     trainable.to(where)
     module = (

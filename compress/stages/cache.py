@@ -24,7 +24,9 @@ from compress.errors import ModelError, OutputError
 from compress.models.bundle import Bundle, load_bundle, save_bundle
 from compress.stages.base import StageReport
 
-CACHE_FORMAT = 1
+# Raised whenever a stage gives other results for the same inputs, so no older entry is reused
+# (2: the fine-tuning loops draw every pass's own augmentation in their worker).
+CACHE_FORMAT = 2
 CACHEABLE = ("distill", "prune")
 
 

@@ -28,7 +28,14 @@ from compress.errors import DataError, ModelError, OutputError, RecipeError
 from compress.models.bundle import Bundle, save_bundle
 from compress.models.inspect import count_macs, count_params
 from compress.pose.metrics import PoseMetrics, evaluate
-from compress.stages._loop import PlainLog, check_finite, check_inputs, lr_factor, make_progress
+from compress.stages._loop import (
+    PlainLog,
+    check_finite,
+    check_inputs,
+    lr_factor,
+    make_progress,
+    train_loader,
+)
 from compress.stages.base import StageReport
 from compress.stages.losses import heatmap_mse, softmax_cross_entropy
 from compress.stages.state import load_training_state, read_training_meta, save_training_state
@@ -197,16 +204,7 @@ def train(
     )
     # Re-seeded every epoch, so a resumed run sees the same order as an uninterrupted one.
     shuffle = torch.Generator()
-    loader = torch.utils.data.DataLoader(
-        train_set,
-        batch_size=config.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        num_workers=config.workers,
-        drop_last=len(train_set) >= config.batch_size * _dist.world_size(),
-        persistent_workers=config.workers > 0,
-        generator=shuffle,
-    )
+    loader = train_loader(train_set, config.batch_size, config.workers, sampler, shuffle)
     steps_per_epoch = max(1, len(loader))
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps is not None:
