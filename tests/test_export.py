@@ -10,7 +10,7 @@ import torch
 from rich.console import Console
 
 from compress.data.coco import AugmentConfig, CocoPoseDataset
-from compress.errors import RecipeError
+from compress.errors import RecipeError, UnsupportedOperationError
 from compress.export import ExportContext, ExportOptions, exporter, parse_targets
 from compress.export import onnx as onnx_export
 from compress.export import tflite as tflite_export
@@ -170,6 +170,44 @@ def test_onnx_runs_in_onnxruntime_with_metadata(setup, variant, tolerance) -> No
     assert stored["output"]["activation"] == "softmax"
     # No exporter debug traces (local file paths) in a shipped file.
     assert str(Path(__file__).parent.parent) not in artifact.path.read_bytes().decode("latin-1")
+
+
+def test_onnx_int8_keeps_the_quantize_stages_float_layers(
+    setup, synthetic_root: Path, tmp_path: Path
+) -> None:
+    """Every format gets the stage's decisions: ONNX Runtime's quantizer leaves out the
+    layers the quantize stage kept in float, found by weight name or module path."""
+    import onnx
+
+    bundle, _, calibration, images, reference, _ = setup
+    train = CocoPoseDataset.from_folder(synthetic_root, "train", SPEC)
+    val = CocoPoseDataset.from_folder(synthetic_root, "val", SPEC).first_images(10)
+    context = StageContext(train, val, tmp_path / "run", console=Console(quiet=True))
+    in_float = ["backbone.1.block.1.0", "head.final"]
+    config = QuantizeConfig(calibration_samples=16, keep_float={"names": in_float})
+    quantized, _ = quantize(bundle, config, context)
+    export = ExportContext(bundle, pose_metadata(bundle, "tiny"), quantized, calibration)
+    artifact = exporter("onnx").export(export, "int8", tmp_path)
+    assert relative_error(OnnxRunner(artifact.path)(images), reference) < 0.08
+    model = onnx.load(str(artifact.path))
+    initializers = {t.name for t in model.graph.initializer}
+    float_convs = sorted(
+        n.input[1].removesuffix(".weight")
+        for n in model.graph.node
+        if n.op_type == "Conv" and n.input[1] in initializers  # not a DequantizeLinear output
+    )
+    assert float_convs == sorted(in_float)
+
+    # A layer without weights by module path and order; a name with no node is an error.
+    onnx_export._export_float(export, "fp32", tmp_path / "graph.onnx")
+    graph = onnx.load(str(tmp_path / "graph.onnx"))
+    scopes = {
+        n.name: p.value for n in graph.graph.node for p in n.metadata_props if "scopes" in p.key
+    }
+    adds = [n.name for n in graph.graph.node if n.op_type == "Add" and "'head'," in scopes[n.name]]
+    assert onnx_export.float_nodes(graph, ["head.final", "head:add#2"])[1] == adds[1]
+    with pytest.raises(UnsupportedOperationError, match=r"onnx:int8: the layer\(s\) head\.nope "):
+        onnx_export.float_nodes(graph, ["head.final", "head.nope"])
 
 
 def test_onnx_int8_stores_each_constant_once(setup) -> None:

@@ -3,7 +3,9 @@
 ``fp32``: the float network, batch dimension dynamic, checked with onnx.checker.
 ``int8``: QDQ with per-channel int8 weights and uint8 activations (u8s8, the fast combination
 on x86), calibrated on the same images as the quantize stage. ONNX Runtime quantizes the
-float graph itself: a PT2E-quantized PyTorch graph exported to ONNX keeps float weights.
+float graph itself: a PT2E-quantized PyTorch graph exported to ONNX keeps float weights. The
+layers the quantize stage kept in float are left out of that quantization, found in the ONNX
+graph by their weight's name or by the module path the exporter records on each node.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from compress.errors import RecipeError
+from compress.errors import RecipeError, UnsupportedOperationError
 from compress.export import register_exporter
 from compress.export.base import Artifact, ExportContext, Exporter, file_digest
 from compress.export.metadata import METADATA_KEY, encode, for_artifact
@@ -167,6 +169,7 @@ def _forward_arguments(model: torch.nn.Module) -> list[str]:
 
 
 def _quantize(context: ExportContext, fp32: Path, out: Path, tmp: Path) -> None:
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -193,6 +196,8 @@ def _quantize(context: ExportContext, fp32: Path, out: Path, tmp: Path) -> None:
     prepared = tmp / "prepared.onnx"
     # ONNX shape inference suffices here; the symbolic pass gives up on the dynamic batch.
     quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+    quantization = context.quantized.quantization if context.quantized is not None else None
+    in_float = quantization.settings.get("float_layers", []) if quantization is not None else []
     quantize_static(
         str(prepared),
         str(out),
@@ -202,7 +207,57 @@ def _quantize(context: ExportContext, fp32: Path, out: Path, tmp: Path) -> None:
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=float_nodes(onnx.load(str(prepared)), in_float),
     )
+
+
+# PT2E operation names (``aten.<op>``) of the layers without weights, as ONNX node types.
+_ONNX_OP = {
+    "add": "Add",
+    "mul": "Mul",
+    "cat": "Concat",
+    "upsample_nearest2d": "Resize",
+    "hardswish": "HardSwish",
+    "sigmoid": "Sigmoid",
+    "mean": "ReduceMean",
+    "adaptive_avg_pool2d": "GlobalAveragePool",
+}
+
+
+def float_nodes(model, layers: list[str]) -> list[str]:
+    """The ONNX nodes of ``layers``, the quantize stage's names for what it kept in float: a
+    layer with weights is the node that reads ``<layer>.weight``; a layer without is
+    ``<module path>:<op>`` (``#k`` for the k-th such operation of the module), matched by
+    the module path the exporter recorded on the node. A layer not found is an error: the
+    file would otherwise quantize what the stage measured in float."""
+    import ast
+
+    by_weight = {i: n.name for n in model.graph.node for i in n.input[1:2]}
+    in_module: dict[tuple[str, str], list[str]] = {}
+    for node in model.graph.node:
+        props = {p.key: p.value for p in node.metadata_props}
+        scopes = ast.literal_eval(props.get("pkg.torch.onnx.name_scopes", "[]"))
+        if len(scopes) >= 2:
+            in_module.setdefault((scopes[-2], node.op_type), []).append(node.name)
+    found, missing = [], []
+    for layer in layers:
+        if f"{layer}.weight" in by_weight:
+            found.append(by_weight[f"{layer}.weight"])
+            continue
+        path, _, op = layer.rpartition(":")
+        op, _, k = op.partition("#")
+        nodes = in_module.get((path, _ONNX_OP.get(op, op)), [])
+        index = int(k or 1) - 1
+        if index < len(nodes):
+            found.append(nodes[index])
+        else:
+            missing.append(layer)
+    if missing:
+        raise UnsupportedOperationError(
+            f"onnx:int8: the layer(s) {', '.join(missing)} that the quantize stage kept in "
+            "float have no node in the ONNX graph to keep in float"
+        )
+    return found
 
 
 def read_metadata(path: Path) -> dict[str, str]:
