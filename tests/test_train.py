@@ -106,6 +106,9 @@ def test_a_resumed_run_trains_exactly_like_an_uninterrupted_one(tmp_path: Path, 
     whole = load_file(str(tmp_path / "whole" / "last.safetensors"))
     resumed = load_file(str(tmp_path / "resumed" / "last.safetensors"))
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    # Epoch times count on from the interrupted run's, they do not restart at the resume.
+    seconds = [r["seconds"] for r in read_training_meta(tmp_path / "resumed" / "last")["history"]]
+    assert seconds == sorted(seconds)
 
 
 def test_every_pass_of_a_worker_draws_that_epochs_augmentation(datasets) -> None:

@@ -235,6 +235,8 @@ def train(
         else model
     )
     t0 = time.perf_counter()
+    # An epoch's "seconds" is training time since the run began, across resumptions.
+    earlier = history[-1]["seconds"] if history else 0.0
     log = PlainLog(console, main, total_steps, step, config.batch_size)
     progress = make_progress(console, main)
     with progress:
@@ -278,7 +280,7 @@ def train(
                 "step": step,
                 "loss": _dist.all_reduce_mean(float(np.mean(losses)) if losses else float("nan")),
                 "lr": optimizer.param_groups[0]["lr"],
-                "seconds": round(time.perf_counter() - t0, 1),
+                "seconds": round(earlier + time.perf_counter() - t0, 1),
             }
             last_epoch = epoch + 1 == config.epochs or step >= total_steps
             if main and ((epoch + 1) % config.eval_every == 0 or last_epoch):
