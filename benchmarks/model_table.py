@@ -1,12 +1,14 @@
 """The README model table: params, MACs, input size, checkpoint size and accuracy of the
 shipped networks on the synthetic val split their recipes train against; when the fp32
-training checkpoints are still in exported/NAME/best, also what fp16 storage cost.
+training checkpoints they were made from are still in RUNS/NAME/best, also what fp16 storage
+cost (a checkpoint from another training run is named and skipped).
 
-Run: POCKET_CACHE=.cache .venv/bin/python benchmarks/model_table.py
+Run: POCKET_CACHE=.cache .venv/bin/python benchmarks/model_table.py [--runs exported]
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
@@ -29,6 +31,14 @@ def score(model: torch.nn.Module, dataset):
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        default=REPO / "exported",
+        help="folder of the training runs (NAME/best) the checkpoints came from",
+    )
+    args = parser.parse_args()
     torch.set_num_threads(2)
     fp16_checks = []
     print(f"{'model':8} {'arch':11} {'params':>10} {'GMACs':>6} {'input':>8} {'ckpt MB':>8} "
@@ -44,11 +54,15 @@ def main() -> None:
         _, val_split = synthetic_splits(s.train, s.val, s.seed, s.image_size)
         dataset = CocoPoseDataset(val_split, bundle.spec)
         m = score(bundle.model, dataset)
-        trained = REPO / "exported" / name / "best"
-        if checkpoint_paths(trained)[0].exists():  # the fp32 checkpoint the fp16 one came from
-            fp32 = score(load_bundle(trained).model, dataset)
-            fp16_checks.append(f"{name}: fp32 AP {fp32.ap:.4f}, fp16 AP {m.ap:.4f}, "
-                               f"difference {m.ap - fp32.ap:+.4f}")  # fmt: skip
+        trained = args.runs / name / "best"
+        if checkpoint_paths(trained)[0].exists():
+            run = load_bundle(trained)
+            if run.provenance.get("trained") != bundle.provenance.get("trained"):
+                fp16_checks.append(f"{name}: {trained} is from another training run, not compared")
+            else:  # the fp32 checkpoint the fp16 one came from
+                fp32 = score(run.model, dataset)
+                fp16_checks.append(f"{name}: fp32 AP {fp32.ap:.4f}, fp16 AP {m.ap:.4f}, "
+                                   f"difference {m.ap - fp32.ap:+.4f}")  # fmt: skip
         summary = summarize(bundle.model, bundle.spec, layers=False)
         h, w = bundle.spec.input_size
         print(
