@@ -237,6 +237,45 @@ def test_ptq_gives_an_int8_graph_close_to_the_float_network(quantized) -> None:
     assert bundle.quantization is None  # the input stays float
 
 
+def heatmap_logits(images: int, maps: int = 4, size: int = 24) -> torch.Tensor:
+    """A low background with one Gaussian peak per map, of random height and place."""
+    x = torch.randn(images, maps, size, size) * 1.5 - 4
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    for i in range(images):
+        for j in range(maps):
+            cy, cx = torch.randint(0, size, (2,))
+            height = 4 + 8 * torch.rand(())
+            x[i, j] += height * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0)
+    return x
+
+
+def test_the_output_keeps_its_full_range_whatever_the_observer() -> None:
+    # On heatmap-like values a histogram observer clips the highest peaks to quantize the
+    # background finely; on the network's output the peaks are the signal, so the output is
+    # calibrated with min-max while the layers inside keep the recipe's observer.
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 1), torch.nn.Conv2d(4, 4, 1)).eval()
+    with torch.no_grad():  # both layers pass their input through unchanged
+        for conv in model:
+            conv.weight.copy_(torch.eye(4)[:, :, None, None])
+            conv.bias.zero_()
+    torch.manual_seed(0)
+    batches = [heatmap_logits(8) for _ in range(4)]
+    exported = torch.export.export(model, (batches[0],), strict=True).module()
+    quantized = ptq(exported, base_quantizer("histogram", True, False), batches, lambda _: True)
+
+    def top_of_range(node) -> float:
+        while "dequantize" not in str(node.target):
+            node = node.args[0]
+        scale, zero_point, _, q_max = node.args[1:5]
+        return scale * (q_max - zero_point)
+
+    convs = [n for n in quantized.graph.nodes if "conv" in str(n.target)]
+    output = next(n for n in quantized.graph.nodes if n.op == "output").args[0][0]
+    peak = max(float(b.max()) for b in batches)
+    assert top_of_range(output) >= 0.98 * peak
+    assert top_of_range(convs[1].args[0]) < 0.9 * peak  # inside, the histogram clips
+
+
 def test_keep_float_rules_must_match_a_layer() -> None:
     exported = export_for_quantization(student().model, SPEC)
     units = list_units(exported, base_quantizer("histogram", per_channel=True, qat=False))
