@@ -3,7 +3,8 @@
 Cuts the backbone of a network (default: a `pocket run` folder's pruned `float` checkpoint)
 after several blocks, exports each prefix to TFLite as fp32 and as plain-PTQ int8 (NHWC, int8
 input and output, as the default recipe exports), and measures p50 latency in the LiteRT
-interpreter at 1 thread, every file in turn, three rounds, keeping each file's fastest round.
+interpreter at 1 thread (invocations only: copying out a prefix's large output would
+favour int8), every file in turn, three rounds, keeping each file's fastest round.
 The difference between consecutive prefixes is the time of the blocks in between, so the
 table shows how much faster int8 runs each part of the network. The last row is the whole
 network with its head.
@@ -15,35 +16,17 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
+import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
+from tflite_upsample import p50_ms  # invoke() alone: no output copy, which favours int8
 
 from compress.data.coco import CocoPoseDataset
 from compress.data.sources import synthetic_splits
 from compress.export.tflite import _pt2e_config, _strict_qdq, concat_upsampling, int8_io
 from compress.models.bundle import load_bundle
 from compress.stages.quantize import base_quantizer, calibration_batches, ptq
-
-
-def p50_ms(data: bytes, runs: int = 200) -> float:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=data, num_threads=1)
-    interpreter.allocate_tensors()
-    given = interpreter.get_input_details()[0]
-    interpreter.set_tensor(given["index"], np.zeros(given["shape"], given["dtype"]))
-    for _ in range(20):
-        interpreter.invoke()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def to_tflite(module: torch.nn.Module, example: torch.Tensor, quantizer=None) -> bytes:
@@ -90,12 +73,18 @@ def main() -> None:
     parts = {f"backbone[:{c}]": network.backbone[:c] for c in cuts}
     parts["backbone"] = network.backbone
     parts["whole network"] = network
-    files = {name: pair(module, batches) for name, module in parts.items()}
-    times: dict[str, list[list[float]]] = {name: [[], []] for name in files}
-    for _ in range(3):
-        for name, (fp32, int8) in files.items():
-            times[name][0].append(p50_ms(fp32))
-            times[name][1].append(p50_ms(int8))
+    with tempfile.TemporaryDirectory(prefix="int8-stages-") as tmp:
+        files: dict[str, tuple[Path, Path]] = {}
+        for k, (name, module) in enumerate(parts.items()):
+            paths = Path(tmp) / f"{k}-fp32.tflite", Path(tmp) / f"{k}-int8.tflite"
+            for path, data in zip(paths, pair(module, batches), strict=True):
+                path.write_bytes(data)
+            files[name] = paths
+        times: dict[str, list[list[float]]] = {name: [[], []] for name in files}
+        for _ in range(3):
+            for name, (fp32, int8) in files.items():
+                times[name][0].append(p50_ms(fp32))
+                times[name][1].append(p50_ms(int8))
     print(f"{args.float}: p50 ms at 1 thread, NHWC, fastest of 3 rounds")
     print(
         f"{'prefix':16} {'fp32':>7} {'int8':>7} {'int8/fp32':>9}   {'blocks added':14} "
