@@ -400,7 +400,7 @@ def export_run(
     from compress.export.handoff import write_handoff
     from compress.export.metadata import pose_metadata
     from compress.export.run import export_targets, write_manifest
-    from compress.stages.quantize import calibration_batches
+    from compress.stages.base import calibration_batches
 
     section = recipe.export
     sha = recipe_hash(recipe_path)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from compress.errors import DataError
 from compress.models.bundle import Bundle
 from compress.models.inspect import count_macs, count_params
 from compress.pose.metrics import PoseMetrics, evaluate
@@ -69,6 +70,26 @@ def measure(bundle: Bundle, dataset, batch_size: int = 64) -> PoseMetrics:
     set_eval(bundle.model)
     with torch.no_grad():
         return evaluate(bundle.model, dataset, batch_size=batch_size)
+
+
+def calibration_batches(
+    dataset, samples: int, seed: int, batch_size: int = 32
+) -> list[torch.Tensor]:
+    """``samples`` crops from ``dataset`` without augmentation, in a seeded order, as batches:
+    the images PTQ calibrates on and pruning refits on (the same on every rank)."""
+    plain = dataset.without_augment() if hasattr(dataset, "without_augment") else dataset
+    order = torch.randperm(len(plain), generator=torch.Generator().manual_seed(seed))
+    chosen = order[: min(samples, len(plain))].tolist()
+    images = []
+    for i in chosen:
+        sample = plain[i]
+        if not torch.isfinite(sample["image"]).all():
+            raise DataError(
+                f"calibration image {int(sample['image_id'])} (sample {i}) holds NaN or Inf "
+                "values; check the dataset and the normalization"
+            )
+        images.append(sample["image"])
+    return [torch.stack(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
 
 
 def set_eval(model: torch.nn.Module) -> None:

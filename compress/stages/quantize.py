@@ -39,7 +39,7 @@ from torchao.quantization.pt2e.utils import _fuse_conv_bn_
 from compress.errors import DataError, ModelError, RecipeError
 from compress.models.bundle import Bundle, Quantization
 from compress.pose.spec import PoseSpec
-from compress.stages.base import StageContext, measure, set_eval
+from compress.stages.base import StageContext, calibration_batches, measure, set_eval
 from compress.stages.configs import FloatLayers, QuantizeConfig
 from compress.stages.distill import distill_model
 
@@ -288,25 +288,6 @@ def export_for_quantization(model: torch.nn.Module, spec: PoseSpec) -> GraphModu
     batch = torch.export.Dim("batch", min=1, max=4096)
     program = torch.export.export(model, example, dynamic_shapes=({0: batch},), strict=True)
     return program.module()
-
-
-def calibration_batches(
-    dataset, samples: int, seed: int, batch_size: int = 32
-) -> list[torch.Tensor]:
-    """``samples`` people from ``dataset`` without augmentation, in a seeded order."""
-    plain = dataset.without_augment() if hasattr(dataset, "without_augment") else dataset
-    order = torch.randperm(len(plain), generator=torch.Generator().manual_seed(seed))
-    chosen = order[: min(samples, len(plain))].tolist()
-    images = []
-    for i in chosen:
-        sample = plain[i]
-        if not torch.isfinite(sample["image"]).all():
-            raise DataError(
-                f"calibration image {int(sample['image_id'])} (sample {i}) holds NaN or Inf "
-                "values; check the dataset and the normalization"
-            )
-        images.append(sample["image"])
-    return [torch.stack(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
 
 
 def _calibrate(prepared: GraphModule, batches: Iterable[torch.Tensor]) -> None:
