@@ -58,6 +58,10 @@ class PruneConfig(BaseModel):
     max_layer_ratio: float = Field(default=0.8, gt=0, le=1)  # never remove more from one layer
     round_to: int = Field(default=8, ge=1)  # channel counts stay multiples of this
     taylor_batches: int = Field(default=8, ge=1)
+    # Refit the layers that lost input channels by least squares to their outputs before
+    # the round (compress/stages/reconstruct.py), on this many unaugmented training crops.
+    reconstruct: bool = False
+    reconstruction_samples: int = Field(default=256, ge=1)
     finetune: FinetuneConfig = FinetuneConfig()
 
     @model_validator(mode="after")

@@ -5,7 +5,8 @@ connections, concatenations) and removes coupled channels together. Importance i
 magnitude or first-order Taylor; the target is a channel ratio or a MACs reduction, reached
 globally or uniformly over layers, in one or several rounds with fine-tuning between them
 (distilled from the unpruned network). The output layer, and any layer named in ``protect``,
-keeps its channels.
+keeps its channels. With ``reconstruct``, each round first refits the dense layers that lost
+input channels by least squares (``compress/stages/reconstruct.py``).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from compress.errors import ModelError, RecipeError
 from compress.models.bundle import Bundle, load_state
 from compress.models.inspect import count_macs
 from compress.models.shapes import apply_shapes, changed_shapes, layer_shapes
-from compress.stages.base import StageContext, measure
+from compress.stages.base import StageContext, calibration_batches, measure
 from compress.stages.configs import PruneConfig
 from compress.stages.distill import distill_model, find_layers
 from compress.stages.losses import heatmap_mse, softmax_cross_entropy
+from compress.stages.reconstruct import execution_order, in_features, refit, refittable
 
 # Fine steps of the pruner when a MACs target is searched for: each removes ~1 % of channels.
 _SEARCH_STEPS = 100
@@ -150,10 +152,12 @@ def prune(bundle: Bundle, config: PruneConfig, context: StageContext) -> tuple[B
         forward_fn=lambda network, inputs: network(inputs),
     )
 
+    order = execution_order(model, example) if config.reconstruct else []
     history: list[dict[str, Any]] = []
     for round_ in range(1, config.rounds + 1):
+        kept = _Refit(model, pruner, order) if config.reconstruct else None
         if config.channel_ratio is not None:
-            _step(pruner, model, spec, context, config)
+            _step(pruner, model, spec, context, config, kept)
         else:
             goal = macs_start * (1 - config.macs_reduction * round_ / config.rounds)
             while count_macs(model, spec) > goal:
@@ -164,9 +168,16 @@ def prune(bundle: Bundle, config: PruneConfig, context: StageContext) -> tuple[B
                         f"{config.max_layer_ratio} and the protected layers; raise "
                         "max_layer_ratio or lower the target"
                     )
-                _step(pruner, model, spec, context, config)
+                _step(pruner, model, spec, context, config, kept)
         macs = count_macs(model, spec)
         entry: dict[str, Any] = {"round": round_, "macs": macs, "macs_ratio": macs / macs_start}
+        if kept is not None:
+            batches = calibration_batches(
+                context.train_set, config.reconstruction_samples, context.seed
+            )
+            entry["refit_error"] = kept.apply(model, batches)
+            if config.rounds > 1 or config.finetune.steps:
+                entry["ap_refit"] = measure(result, context.val_set, context.eval_batch_size).ap
         if config.finetune.steps:
             details = distill_model(
                 model,
@@ -185,6 +196,8 @@ def prune(bundle: Bundle, config: PruneConfig, context: StageContext) -> tuple[B
         context.console.print(
             f"prune round {round_}/{config.rounds}: {macs / 1e9:.3f} GMACs "
             f"({macs / macs_start:.0%} of the start)"
+            + (f", {len(entry['refit_error'])} layers refitted" if "refit_error" in entry else "")
+            + (f", AP {entry['ap_refit']:.4f} before fine-tuning" if "ap_refit" in entry else "")
             + (f", AP {entry['ap']:.4f}" if "ap" in entry else "")
         )
     for p in model.parameters():
@@ -200,12 +213,54 @@ def prune(bundle: Bundle, config: PruneConfig, context: StageContext) -> tuple[B
     return result, {"rounds": history, "pruned_layers": pruned}
 
 
-def _step(pruner, model: nn.Module, spec, context: StageContext, config: PruneConfig) -> None:
+class _Refit:
+    """One round's refit: the network as the round found it (the reference), and which of
+    each dense layer's output channels (numbered as then) are still there."""
+
+    def __init__(self, model: nn.Module, pruner: tp.pruner.BasePruner, order: list[str]) -> None:
+        self.graph, self.order = pruner.DG, order
+        self.reference = copy.deepcopy(model)
+        self.names = {m: n for n, m in model.named_modules() if refittable(m)}
+        self.widths = {n: in_features(m) for m, n in self.names.items()}
+        self.channels = {
+            n: list(range(m.out_features if isinstance(m, nn.Linear) else m.out_channels))
+            for m, n in self.names.items()
+        }
+
+    def record(self, group) -> None:
+        """Called with each group the pruner removes, before it removes it."""
+        for dep, idxs in group.items:
+            name = self.names.get(dep.target.module)
+            if name is None or not self.graph.is_out_channel_pruning_fn(dep.handler):
+                continue
+            gone = {getattr(i, "idx", i) for i in idxs}  # Torch-Pruning's (idx, root_idx)
+            self.channels[name] = [c for i, c in enumerate(self.channels[name]) if i not in gone]
+
+    def apply(self, model: nn.Module, batches: list[torch.Tensor]) -> dict[str, dict]:
+        """Refit the layers that lost input channels; each one's relative output error
+        before and after (for report.json)."""
+        shrunk = {n for m, n in self.names.items() if in_features(m) < self.widths[n]}
+        names = [n for n in self.order if n in shrunk]
+        errors = refit(model, self.reference, names, batches, self.channels)
+        return {n: {"before": b, "after": a} for n, (b, a) in errors.items()}
+
+
+def _step(
+    pruner,
+    model: nn.Module,
+    spec,
+    context: StageContext,
+    config: PruneConfig,
+    kept: _Refit | None = None,
+) -> None:
     if config.importance == "taylor":
         _accumulate_taylor_gradients(
             model, spec, context.train_set, config.taylor_batches, context.seed
         )
-    pruner.step()
+    for group in pruner.step(interactive=True):
+        if kept is not None:
+            kept.record(group)
+        group.prune()
     model.zero_grad(set_to_none=True)
     model.eval()
     with torch.no_grad():
