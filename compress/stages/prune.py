@@ -155,9 +155,9 @@ def prune(bundle: Bundle, config: PruneConfig, context: StageContext) -> tuple[B
     order = execution_order(model, example) if config.reconstruct else []
     history: list[dict[str, Any]] = []
     for round_ in range(1, config.rounds + 1):
-        kept = _Refit(model, pruner, order) if config.reconstruct else None
+        refitter = _Refit(model, pruner, order) if config.reconstruct else None
         if config.channel_ratio is not None:
-            _step(pruner, model, spec, context, config, kept)
+            _step(pruner, model, spec, context, config, refitter)
         else:
             goal = macs_start * (1 - config.macs_reduction * round_ / config.rounds)
             while count_macs(model, spec) > goal:
@@ -168,14 +168,14 @@ def prune(bundle: Bundle, config: PruneConfig, context: StageContext) -> tuple[B
                         f"{config.max_layer_ratio} and the protected layers; raise "
                         "max_layer_ratio or lower the target"
                     )
-                _step(pruner, model, spec, context, config, kept)
+                _step(pruner, model, spec, context, config, refitter)
         macs = count_macs(model, spec)
         entry: dict[str, Any] = {"round": round_, "macs": macs, "macs_ratio": macs / macs_start}
-        if kept is not None:
+        if refitter is not None:
             batches = calibration_batches(
                 context.train_set, config.reconstruction_samples, context.seed
             )
-            entry["refit_error"] = kept.apply(model, batches)
+            entry["refit_error"] = refitter.apply(model, batches)
             if config.rounds > 1 or config.finetune.steps:
                 entry["ap_refit"] = measure(result, context.val_set, context.eval_batch_size).ap
         if config.finetune.steps:
@@ -251,15 +251,15 @@ def _step(
     spec,
     context: StageContext,
     config: PruneConfig,
-    kept: _Refit | None = None,
+    refitter: _Refit | None = None,
 ) -> None:
     if config.importance == "taylor":
         _accumulate_taylor_gradients(
             model, spec, context.train_set, config.taylor_batches, context.seed
         )
     for group in pruner.step(interactive=True):
-        if kept is not None:
-            kept.record(group)
+        if refitter is not None:
+            refitter.record(group)
         group.prune()
     model.zero_grad(set_to_none=True)
     model.eval()
