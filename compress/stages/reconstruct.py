@@ -11,7 +11,7 @@ depthwise convolution that lost channels lost its outputs too, and is left as it
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -35,21 +35,27 @@ def in_features(module: nn.Module) -> int:
     return module.in_features if isinstance(module, nn.Linear) else module.in_channels
 
 
+def _run_hooked(model: nn.Module, images: Tensor, hooks: dict[str, Callable]) -> None:
+    """One forward pass (no gradients) with a forward hook on each named layer; a hook may
+    raise ``_Stop`` to skip the rest of the pass."""
+    modules = dict(model.named_modules())
+    handles = [modules[n].register_forward_hook(hook) for n, hook in hooks.items()]
+    try:
+        with torch.no_grad():
+            model(images)
+    except _Stop:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def execution_order(model: nn.Module, example: Tensor) -> list[str]:
     """Names of the leaf modules in the order one forward pass calls them. A module called
     more than once (shared weights) is left out: one fit cannot serve several inputs."""
     order: list[str] = []
-    hooks = [
-        m.register_forward_hook(lambda _m, _i, _o, n=n: order.append(n))
-        for n, m in model.named_modules()
-        if not list(m.children())
-    ]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    leaves = [n for n, m in model.named_modules() if not list(m.children())]
+    _run_hooked(model, example, {n: lambda _m, _i, _o, n=n: order.append(n) for n in leaves})
     return [n for n in dict.fromkeys(order) if order.count(n) == 1]
 
 
@@ -77,14 +83,7 @@ def _capture_input(model: nn.Module, name: str, images: Tensor) -> Tensor:
         seen.append(inputs[0])
         raise _Stop
 
-    handle = dict(model.named_modules())[name].register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            model(images)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
+    _run_hooked(model, images, {name: hook})
     return seen[0]
 
 
@@ -92,22 +91,13 @@ def _capture_outputs(
     model: nn.Module, channels: dict[str, list[int] | None], images: Tensor
 ) -> dict[str, Tensor]:
     """The outputs of the layers ``channels`` names, at the channels it lists, in one pass."""
-    modules = dict(model.named_modules())
     seen: dict[str, Tensor] = {}
 
     def keep(name: str, output: Tensor) -> None:
         wanted = channels[name]
         seen[name] = output if wanted is None else output[:, wanted]
 
-    handles = [
-        modules[n].register_forward_hook(lambda _m, _i, out, n=n: keep(n, out)) for n in channels
-    ]
-    try:
-        with torch.no_grad():
-            model(images)
-    finally:
-        for handle in handles:
-            handle.remove()
+    _run_hooked(model, images, {n: lambda _m, _i, out, n=n: keep(n, out) for n in channels})
     return seen
 
 
